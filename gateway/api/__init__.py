@@ -1,0 +1,1 @@
+"""HTTP layer: thin controllers, request/response structs, middleware, problem details."""

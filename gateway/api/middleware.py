@@ -1,0 +1,99 @@
+"""Per-request plumbing: request id, one canonical log line, metrics, a concurrency bound.
+
+Pure ASGI so it wraps everything, including authentication failures and 404s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Any
+
+import msgspec
+import structlog
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import Metrics
+
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+log = structlog.get_logger("gateway.access")
+
+
+def _incoming_request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            candidate = value.decode("latin-1")
+            if _VALID_REQUEST_ID.match(candidate):
+                return candidate
+    return uuid.uuid4().hex
+
+
+def _route_label(scope: Scope) -> str:
+    handler = scope.get("route_handler")
+    paths = getattr(handler, "paths", None)
+    return sorted(paths)[0] if paths else "unmatched"
+
+
+class RequestContextMiddleware:
+    """Binds request_id, returns it as X-Request-ID, logs and measures each request."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_concurrency: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.slots = asyncio.Semaphore(max_concurrency)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = {"code": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if self.slots.locked():
+            self.metrics.rejected_overload.inc()
+            await _overloaded(send_with_id, request_id)
+            self._finish(scope, 503, 0.0)
+            return
+        started = time.perf_counter()
+        async with self.slots:
+            self.metrics.in_flight.inc()
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                self.metrics.in_flight.dec()
+                self._finish(scope, status["code"], time.perf_counter() - started)
+
+    def _finish(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = _route_label(scope)
+        method = scope.get("method", "")
+        self.metrics.requests.labels(route, method, str(status)).inc()
+        self.metrics.request_latency.labels(route, method).observe(elapsed)
+        log.info(
+            "request", method=method, path=scope.get("path"), status=status,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+
+
+async def _overloaded(send: Any, request_id: str) -> None:
+    body = msgspec.json.encode(
+        {"type": "about:blank", "title": "Service unavailable", "status": 503,
+         "detail": "Too many concurrent requests; retry shortly.", "request_id": request_id}
+    )
+    await send({
+        "type": "http.response.start", "status": 503,
+        "headers": [(b"content-type", b"application/problem+json"), (b"retry-after", b"1"),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,1 @@
+"""Database access: models, engines, the embedded server and migrations."""

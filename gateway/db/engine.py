@@ -1,0 +1,42 @@
+"""Async SQLAlchemy engines on psycopg 3.
+
+Server-side prepared statements are disabled (`prepare_threshold=None`): psycopg would
+otherwise switch to a generic plan after five executions and hide the access-control
+parameter values from PostgreSQL's planner.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from gateway.settings import DatabaseSettings
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Normalise `postgres://` / `postgresql://` URLs to the psycopg 3 driver."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
+    """Create the runtime engine with bounded pool, connect and statement timeouts."""
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=settings.pool_size,
+        max_overflow=0,
+        pool_timeout=settings.pool_timeout_s,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "prepare_threshold": None,
+            "connect_timeout": settings.connect_timeout_s,
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "application_name": "gateway",
+        },
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker:
+    """Sessions that keep loaded values after commit (values cross stages frozen)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

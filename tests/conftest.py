@@ -1,0 +1,52 @@
+"""Shared fixtures: one embedded PostgreSQL per session, a migrated template, a database per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from gateway.db import migrate  # noqa: E402
+from gateway.db.embedded import DatabaseUrls, EmbeddedDatabase  # noqa: E402
+from gateway.settings import DatabaseSettings, ServerSettings, Settings  # noqa: E402
+from tests.support.database import clone_database, drop_database  # noqa: E402
+
+TEMPLATE = "gateway_template"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedDatabase]:
+    """The session's embedded PostgreSQL 18 + pgvector, in its own temp dir."""
+    server = EmbeddedDatabase(tmp_path_factory.mktemp("pg"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_urls(pg_server: EmbeddedDatabase) -> DatabaseUrls:
+    """A database migrated to head once per session; tests clone it."""
+    urls = pg_server.prepare(TEMPLATE)
+    migrate.upgrade(urls.owner)
+    return urls
+
+
+@pytest.fixture
+def db_urls(pg_server: EmbeddedDatabase, template_urls: DatabaseUrls) -> Iterator[DatabaseUrls]:
+    """A fresh migrated database for this test alone (runtime, owner and superuser URLs)."""
+    urls = clone_database(pg_server.superuser_url, TEMPLATE)
+    yield urls
+    drop_database(pg_server.superuser_url, urls)
+
+
+@pytest.fixture
+def settings(db_urls: DatabaseUrls, tmp_path: Path) -> Settings:
+    """Settings pointing at this test's database, logging as JSON."""
+    return Settings(
+        database=DatabaseSettings(url=db_urls.runtime, data_dir=tmp_path / "data"),
+        server=ServerSettings(log_format="json", log_level="warning"),
+    )
