@@ -1,0 +1,1 @@
+"""Authentication: bearer tokens to Principal (SPEC §5)."""

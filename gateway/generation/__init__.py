@@ -1,0 +1,1 @@
+"""Generation: answers built only from audited chunks (SPEC §10)."""

@@ -1,0 +1,1 @@
+"""Ingestion: documents in, chunked, embedded, stored with their access (SPEC §7)."""

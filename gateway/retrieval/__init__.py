@@ -1,0 +1,1 @@
+"""Retrieval: policy-filtered vector search inside one SQL statement (SPEC §8)."""

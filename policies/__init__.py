@@ -1,0 +1,1 @@
+"""The access-policy engine: model, evaluation, SQL compilation, explain. No web imports."""
