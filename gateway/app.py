@@ -17,16 +17,24 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import health, jwks, me
+from gateway.api import chat, health, jwks, me, retrieval
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.audit.failures import FailureAuditor
 from gateway.audit.service import AuditLog
 from gateway.auth.middleware import BearerAuthenticationMiddleware
 from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
 from gateway.errors import ConfigurationError
+from gateway.generation.base import Generator
+from gateway.generation.extractive import ExtractiveGenerator
+from gateway.generation.openai_compat import OpenAIChatGenerator
+from gateway.ingestion.embedders import build_embedder
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
+from gateway.pipeline import QueryPipeline
+from gateway.retrieval.repository import ChunkRepository
+from gateway.retrieval.service import Retriever
 from gateway.settings import Settings, load_settings
 
 
@@ -44,20 +52,39 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
         try:
             yield
         finally:
+            close = getattr(generator, "aclose", None)
+            if close is not None:
+                await close()
             await engine.dispose()
 
     sessions = session_factory(engine)
+    audit = AuditLog(sessions, settings.audit, metrics)
+    embedder = components.get("embedder") or build_embedder(settings.embedding)
+    generator = components.get("generator") or build_generator(settings, embedder, metrics)
+    pipeline = QueryPipeline(
+        settings=settings, sessions=sessions, encoder=embedder,
+        retriever=Retriever(ChunkRepository(settings.retrieval, metrics)),
+        audit=audit, generator=generator, metrics=metrics,
+    )
+    failure_auditor = FailureAuditor(audit)
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": sessions,
-        "audit": AuditLog(sessions, settings.audit, metrics),
+        "audit": audit,
+        "failure_auditor": failure_auditor,
+        "embedder": embedder,
+        "generator": generator,
+        "pipeline": pipeline,
         "metrics": metrics,
         "authenticator": authenticator,
         **components,
     })
     return Litestar(
-        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami],
+        route_handlers=[
+            *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
+        ],
+        after_exception=[failure_auditor.request_failed],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -90,6 +117,13 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
         logging_config=None,
         debug=False,
     )
+
+
+def build_generator(settings: Settings, embedder: Any, metrics: Metrics) -> Generator:
+    """An LLM when GATEWAY_LLM_BASE_URL is set, else extractive answers."""
+    if settings.llm.base_url:
+        return OpenAIChatGenerator(settings.llm, metrics)
+    return ExtractiveGenerator(embedder)
 
 
 def app_from_environment() -> Litestar:

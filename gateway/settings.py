@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from gateway.errors import ConfigurationError
+from policies.model import ClassificationLevels
 
 T = TypeVar("T")
 
@@ -136,6 +137,14 @@ class PolicySettings:
     )
     default_classification: str = env("GATEWAY_DEFAULT_CLASSIFICATION", "internal")
     default_clearance: str = env("GATEWAY_DEFAULT_CLEARANCE", "internal")
+
+    def classification_levels(self) -> ClassificationLevels:
+        """The policy engine's view of these settings."""
+        return ClassificationLevels(
+            names=self.levels,
+            default_document=self.default_classification,
+            default_clearance=self.default_clearance,
+        )
 
 
 @dataclass(frozen=True)
