@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, Text, and_, cast, false, literal, not_, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -24,48 +24,18 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from policies.model import ClassificationLevels
 from policies.principal import Principal
 
-
-class RuleColumns(Protocol):
-    """The columns of one access rule: a mapped class (`Chunk`) or a table's `.c`."""
-
-    @property
-    def allow(self) -> Any: ...  # noqa: D102
-    @property
-    def deny(self) -> Any: ...  # noqa: D102
-    @property
-    def classification(self) -> Any: ...  # noqa: D102
-    @property
-    def conditions(self) -> Any: ...  # noqa: D102
-    @property
-    def valid_from(self) -> Any: ...  # noqa: D102
-    @property
-    def valid_until(self) -> Any: ...  # noqa: D102
-
-
-class ContentColumns(RuleColumns, Protocol):
-    """A content row's access columns: its tenant, its own rule and the named policy it references."""
-
-    @property
-    def tenant(self) -> Any: ...  # noqa: D102
-    @property
-    def policy_name(self) -> Any: ...  # noqa: D102
-
-
-class PolicyColumns(RuleColumns, Protocol):
-    """A named policy row: its tenant, its name and its rule."""
-
-    @property
-    def tenant(self) -> Any: ...  # noqa: D102
-    @property
-    def name(self) -> Any: ...  # noqa: D102
+# The column sources the compiler accepts: a mapped class (`Chunk`) or a table's `.c`.
+# Content rows expose tenant, allow, deny, classification, conditions, valid_from,
+# valid_until and policy_name; named policy rows the same with `name` for policy_name.
+Columns = Any
 
 
 def access_predicate(
     principal: Principal,
     now: datetime,
     *,
-    columns: ContentColumns,
-    policy_table: PolicyColumns,
+    columns: Columns,
+    policy_table: Columns,
     levels: ClassificationLevels,
 ) -> ColumnElement[bool]:
     """The clause admitting exactly the rows `decide` admits for `principal` at `now`.
@@ -97,7 +67,7 @@ class _Compiled:
         self.attributes = principal.attributes
         self.now = now
 
-    def rule(self, columns: RuleColumns) -> ColumnElement[bool]:
+    def rule(self, columns: Columns) -> ColumnElement[bool]:
         """deny, allow, classification, conditions and validity for one rule's columns."""
         return and_(
             columns.allow.overlap(_text_array(self.strings)),
