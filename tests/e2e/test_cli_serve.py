@@ -8,6 +8,10 @@ from tests.support.process import gateway_env, run_cli, running_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+WRITER_FOR_TENANT_T = (
+    "SELECT set_config('gateway.tenant', 't', true), set_config('gateway.writer', 'on', true)"
+)
+
 
 def test_embedded_default_serves_ready_and_keeps_data_across_restarts(tmp_path):
     env = gateway_env({"GATEWAY_DATA_DIR": str(tmp_path / "gw")})
@@ -17,7 +21,8 @@ def test_embedded_default_serves_ready_and_keeps_data_across_restarts(tmp_path):
 
     server = EmbeddedDatabase(tmp_path / "gw")
     urls = server.prepare()
-    with psycopg.connect(urls.owner, autocommit=True) as conn:
+    with psycopg.connect(urls.owner) as conn:  # even the owner writes as a bound tenant writer
+        conn.execute(WRITER_FOR_TENANT_T)
         conn.execute(
             "INSERT INTO documents (tenant, classification, external_id, title, content_type, body,"
             " content_sha256, access) VALUES ('t', 1, 'keep-me', 'Kept', 'text/plain', 'x', 'h', '{}')"
@@ -27,6 +32,7 @@ def test_embedded_default_serves_ready_and_keeps_data_across_restarts(tmp_path):
         assert httpx.get(f"{base}/health/ready").status_code == 200
     server = EmbeddedDatabase(tmp_path / "gw")
     with psycopg.connect(server.prepare().owner) as conn:
+        conn.execute(WRITER_FOR_TENANT_T)
         assert conn.execute("SELECT title FROM documents").fetchall() == [("Kept",)]
     server.stop()
 
