@@ -22,15 +22,19 @@ from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.db.engine import create_engine, session_factory
 from gateway.errors import ConfigurationError
+from gateway.ingestion.embedders import Embedder, build_embedder, check_dimension
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.settings import Settings, load_settings
 
 
-def create_app(settings: Settings, **components: Any) -> Litestar:
-    """Build the gateway. `components` overrides services (embedder, generator) for tests."""
+def create_app(settings: Settings, *, embedder: Embedder | None = None, **components: Any) -> Litestar:
+    """Build the gateway. `embedder` and `components` override services (tests pass fakes)."""
     if settings.database.url is None:
         raise ConfigurationError("DATABASE_URL is not set (the CLI starts an embedded server)")
+    # Checked here so a schema mismatch stops startup; the local model loads on first use.
+    embedder = embedder or build_embedder(settings.embedding)
+    check_dimension(embedder.dimension, "the embedder's dimension")
     configure_logging(settings.server)
     metrics = Metrics()
     engine = create_engine(settings.database.url, settings.database)
@@ -41,12 +45,16 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
             yield
         finally:
             await engine.dispose()
+            close = getattr(embedder, "close", None)
+            if callable(close):
+                close()
 
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": session_factory(engine),
         "metrics": metrics,
+        "embedder": embedder,
         **components,
     })
     return Litestar(

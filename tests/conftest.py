@@ -13,6 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from gateway.db import migrate  # noqa: E402
 from gateway.db.embedded import DatabaseUrls, EmbeddedDatabase  # noqa: E402
+from gateway.ingestion.embedders import LocalEmbedder  # noqa: E402
 from gateway.ingestion.tokens import WordPieceTokenizer  # noqa: E402
 from gateway.settings import DatabaseSettings, ServerSettings, Settings  # noqa: E402
 from tests.support.database import clone_database, drop_database  # noqa: E402
@@ -57,3 +58,11 @@ def settings(db_urls: DatabaseUrls, tmp_path: Path) -> Settings:
 def wordpiece() -> WordPieceTokenizer:
     """The embedding model's tokenizer, loaded once per session."""
     return WordPieceTokenizer()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    """The bundled local embedder, its model loaded once per session; pass it to create_app."""
+    local = LocalEmbedder()
+    local.load()
+    return local
