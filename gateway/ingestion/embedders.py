@@ -73,6 +73,9 @@ class LocalEmbedder:
         with self._lock:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()  # no bars on servers' stderr
 
                 self._model = SentenceTransformer(
                     str(self.model_path), device=self.device, local_files_only=True
