@@ -29,7 +29,7 @@ from gateway.errors import ConfigurationError
 from gateway.generation.base import Generator
 from gateway.generation.extractive import ExtractiveGenerator
 from gateway.generation.openai_compat import OpenAIChatGenerator
-from gateway.ingestion.embedders import build_embedder
+from gateway.ingestion.embedders import Embedder, build_embedder, check_dimension
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryPipeline
@@ -38,10 +38,13 @@ from gateway.retrieval.service import Retriever
 from gateway.settings import Settings, load_settings
 
 
-def create_app(settings: Settings, **components: Any) -> Litestar:
-    """Build the gateway. `components` overrides services (embedder, generator) for tests."""
+def create_app(settings: Settings, *, embedder: Embedder | None = None, **components: Any) -> Litestar:
+    """Build the gateway. `embedder` and `components` override services (tests pass fakes)."""
     if settings.database.url is None:
         raise ConfigurationError("DATABASE_URL is not set (the CLI starts an embedded server)")
+    # Checked here so a schema mismatch stops startup; the local model loads on first use.
+    embedder = embedder or build_embedder(settings.embedding)
+    check_dimension(embedder.dimension, "the embedder's dimension")
     configure_logging(settings.server)
     metrics = Metrics()
     authenticator = build_authenticator(settings)
@@ -56,10 +59,12 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
             if close is not None:
                 await close()
             await engine.dispose()
+            close_embedder = getattr(embedder, "close", None)
+            if callable(close_embedder):
+                close_embedder()
 
     sessions = session_factory(engine)
     audit = AuditLog(sessions, settings.audit, metrics)
-    embedder = components.get("embedder") or build_embedder(settings.embedding)
     generator = components.get("generator") or build_generator(settings, embedder, metrics)
     pipeline = QueryPipeline(
         settings=settings, sessions=sessions, encoder=embedder,

@@ -13,6 +13,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from gateway.db import migrate  # noqa: E402
 from gateway.db.embedded import DatabaseUrls, EmbeddedDatabase  # noqa: E402
+from gateway.ingestion.embedders import LocalEmbedder  # noqa: E402
+from gateway.ingestion.tokens import WordPieceTokenizer  # noqa: E402
 from gateway.settings import DatabaseSettings, ServerSettings, Settings  # noqa: E402
 from tests.support.database import clone_database, drop_database  # noqa: E402
 
@@ -50,3 +52,17 @@ def settings(db_urls: DatabaseUrls, tmp_path: Path) -> Settings:
         database=DatabaseSettings(url=db_urls.runtime, data_dir=tmp_path / "data"),
         server=ServerSettings(log_format="json", log_level="warning"),
     )
+
+
+@pytest.fixture(scope="session")
+def wordpiece() -> WordPieceTokenizer:
+    """The embedding model's tokenizer, loaded once per session."""
+    return WordPieceTokenizer()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    """The bundled local embedder, its model loaded once per session; pass it to create_app."""
+    local = LocalEmbedder()
+    local.load()
+    return local
