@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, select, text
+from sqlalchemy import ColumnElement, Select, and_, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
+from gateway.db.policy_models import AccessPolicy
 from gateway.domain import Principal, RetrievedChunk
 from gateway.metrics import Metrics
 from gateway.settings import RetrievalSettings
@@ -86,8 +87,11 @@ class ChunkRepository:
             .prefix_with("MATERIALIZED")
         )
         return (
-            select(hits, Document.external_id, Document.title, Document.source_uri)
+            select(hits, Document.external_id, Document.title, Document.source_uri,
+                   AccessPolicy.version.label("policy_version"))
             .join(Document, Document.id == hits.c.document_id)
+            .outerjoin(AccessPolicy, and_(AccessPolicy.tenant == hits.c.tenant,
+                                          AccessPolicy.name == hits.c.policy_name))
             .order_by(hits.c.distance, hits.c.id)
         )
 
@@ -100,4 +104,5 @@ class ChunkRepository:
             char_start=row.char_start, char_end=row.char_end,
             heading_path=tuple(row.heading_path), content_sha256=row.content_sha256,
             granted_by=granted_by(principal, row.allow), policy_name=row.policy_name,
+            policy_version=row.policy_version,
         )
