@@ -87,7 +87,9 @@ class Chunk(AccessColumns, Base):
             postgresql_with={"m": 16, "ef_construction": 64},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
-        Index("ix_chunks_allow", "allow", postgresql_using="gin"),
+        # Serves the row-level-security scan term of migration 0004 (see gateway.retrieval).
+        Index("ix_chunks_access_scan", func.array_append(text("allow"), text("'*'::text")),
+              postgresql_using="gin"),
         Index("ix_chunks_tenant_classification", "tenant", "classification"),
         Index("ix_chunks_document_id", "document_id"),
     )
