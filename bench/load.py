@@ -22,7 +22,7 @@ from bench.corpus import CorpusGenerator, SyntheticDocument, sha256
 from gateway.db.access import access_column_values, chunk_column_values
 from policies.model import ClassificationLevels, parse_access
 
-MANIFEST_VERSION = 2
+MANIFEST_VERSION = 3
 HNSW_INDEX = ("CREATE INDEX ix_chunks_embedding_hnsw ON chunks USING hnsw "
               "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
 DOCUMENT_COLUMNS = ("id", "tenant", "allow", "deny", "classification", "conditions", "valid_until",
