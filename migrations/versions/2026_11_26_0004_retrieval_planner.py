@@ -265,9 +265,19 @@ def _create_triggers() -> None:
                "FOR EACH STATEMENT EXECUTE FUNCTION chunk_access_counts_truncated()")
 
 
+def _hnsw(ef_construction: int) -> None:
+    op.drop_index("ix_chunks_embedding_hnsw", table_name="chunks")
+    op.create_index(
+        "ix_chunks_embedding_hnsw", "chunks", ["embedding"], postgresql_using="hnsw",
+        postgresql_with={"m": 16, "ef_construction": ef_construction},
+        postgresql_ops={"embedding": "vector_cosine_ops"},
+    )
+
+
 def upgrade() -> None:
     rls = _rls_0002()
     op.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE PLAIN")
+    _hnsw(ef_construction=128)
     _create_counts()
     _backfill()
     _counts_security(rls)
@@ -290,3 +300,4 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION chunk_access_counts_compact()")
     op.drop_table("chunk_access_counts")
     op.execute("ALTER TABLE chunks ALTER COLUMN embedding SET STORAGE EXTERNAL")
+    _hnsw(ef_construction=64)

@@ -68,9 +68,12 @@ def test_hnsw_budget_grows_as_selectivity_falls_and_stays_bounded():
     assert narrow.iterative == "relaxed_order"
 
 
-def test_ef_search_is_at_least_twice_k():
-    assert planner(ef_search=40).ann(500_000, MILLION, 50).ef_search == 100
-    assert planner(ef_search=40).ann(500_000, MILLION, 10).ef_search == 40
+def test_ef_search_reaches_several_times_as_deep_as_the_filtered_answer_lies():
+    p = planner(ef_search=40)
+    assert p.ann(MILLION, MILLION, 10).ef_search == 40  # unfiltered: the configured floor
+    assert p.ann(100_000, MILLION, 10).ef_search == 400  # 10%: the 10th hit lies ~100 deep
+    assert p.ann(10_000, MILLION, 10).ef_search == 1000  # capped at pgvector's maximum
+    assert p.ann(MILLION, MILLION, 50).ef_search == 200  # four times k even unfiltered
 
 
 def test_plans_reject_unknown_iterative_modes():
