@@ -13,8 +13,10 @@ from sqlalchemy import text
 from bench.corpus import Geometry
 from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.retrieval.explain import explain, plan_nodes
+from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
 from gateway.retrieval.repository import ann_statement, exact_statement
+from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.principal import Principal
 from tests.support.database import clone_database, drop_database
@@ -108,16 +110,27 @@ async def test_deny_heavy_principal_is_not_planned_as_a_small_exact_scan(corpus,
     assert len(retrieval.chunks) == 10
 
 
+class _HnswOnly(RetrievalPlanner):
+    """The planner with its choice fixed to HNSW (to exercise the fallback)."""
+
+    def choose(self, estimate, k):
+        return self.ann(estimate.permitted, estimate.index_rows, k)
+
+
 async def test_short_hnsw_result_falls_back_to_exact_and_stays_complete(corpus, queries, reference):
-    # A tiny threshold forces HNSW; the permitted chunks lie in topics no query is near,
-    # so the bounded scan comes back short and the exact plan completes the answer.
-    search = Search(corpus.runtime, RetrievalSettings(exact_threshold=1, max_scan_tuples=50))
+    # Fewer permitted chunks than k, all in topics no query is near: HNSW must come back
+    # short, and the exact plan then returns every permitted chunk.
+    permitted = reference["far from the queries"]
+    assert 0 < len(permitted) < 50
+    search = Search(corpus.runtime)
+    search.retriever = Retriever(search.repository, _HnswOnly(RetrievalSettings(), LEVELS))
     try:
-        retrieval = await search.retrieve(PRINCIPALS["far from the queries"], queries[0].tolist(), 10, NOW)
+        retrieval = await search.retrieve(PRINCIPALS["far from the queries"], queries[0].tolist(), 50, NOW)
     finally:
         await search.close()
     assert retrieval.plan == "ann+exact"
-    assert len(retrieval.chunks) == min(10, len(reference["far from the queries"]))
+    assert set(chunk_ids(retrieval)) == permitted
+    assert retrieval.complete is False
 
 
 def _chunk_scans(plan):

@@ -42,9 +42,22 @@ def test_small_permitted_sets_are_searched_exactly(permitted):
     assert planner().choose(estimate(permitted), 10) == ExactPlan()
 
 
-@pytest.mark.parametrize("permitted", [10_001, 100_000, MILLION])
+@pytest.mark.parametrize("permitted", [20_000, 100_000, MILLION])
 def test_large_permitted_sets_use_hnsw(permitted):
     assert isinstance(planner().choose(estimate(permitted), 10), AnnPlan)
+
+
+def test_sets_too_sparse_for_an_accurate_hnsw_scan_are_searched_exactly_even_if_slower():
+    p = planner(threshold=5_000)
+    assert p.recall_floor(MILLION, 10) == 20_000
+    assert p.choose(estimate(15_000), 10) == ExactPlan()  # costlier, but HNSW recall ~0.94 here
+    assert isinstance(p.choose(estimate(25_000), 10), AnnPlan)
+
+
+def test_the_recall_floor_gives_way_when_exact_would_read_too_much():
+    p = planner(threshold=5_000)
+    denied = Estimate(scanned=900_000, allowed=900_000, denied=885_000, index_rows=MILLION)
+    assert isinstance(p.choose(denied, 10), AnnPlan)
 
 
 def test_a_set_that_is_small_only_after_deny_lists_still_weighs_the_rows_an_exact_scan_reads():
