@@ -35,7 +35,7 @@ async def search(data: SearchRequest, request: Request[Any, Any, Any], state: St
     retrieved = await state.pipeline.retrieve(request.user, question)
     return SearchResponse(
         results=[hit(c) for c in retrieved.retrieval.chunks], audit_id=retrieved.audit_id,
-        complete=retrieved.retrieval.complete, plan=retrieved.retrieval.plan,
+        complete=retrieved.retrieval.complete,
     )
 
 

@@ -45,12 +45,15 @@ class SearchHit(msgspec.Struct):
 
 
 class SearchResponse(msgspec.Struct):
-    """Ranked results, whether k were found, and the audit event id."""
+    """Ranked results, whether k were found, and the audit event id.
+
+    How the results were found (plan, rows examined) is in the audit event, not here: an
+    `ann+exact` plan would tell a caller that hidden chunks crowd its query.
+    """
 
     results: list[SearchHit]
     audit_id: uuid.UUID
     complete: bool
-    plan: str
 
 
 class CitationView(msgspec.Struct):
