@@ -97,8 +97,7 @@ class Runner:
             with self.clock.running():
                 found = await self.repository.search(
                     session, vector, principal=principal, predicate=predicate, limit=k, plan=plan)
-            examined = await self.repository.rows_read(session) - before
-            return [c.chunk_id for c in found], plan.name, examined
+            return [c.chunk_id for c in found.chunks], plan.name, found.rows_read - before
 
 
 class StatementClock:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import BigInteger, ColumnElement, Select, and_, func, literal_column, select
@@ -52,6 +53,14 @@ def granted_by(principal: Principal, allow: Sequence[str]) -> str | None:
     return next((p for p in principal.principal_strings if p in allowed), None)
 
 
+@dataclass(frozen=True)
+class Found:
+    """The chunks a search found, and the ROWS_READ counter once it had finished."""
+
+    chunks: list[RetrievedChunk]
+    rows_read: int
+
+
 class ChunkRepository:
     """Runs filtered vector searches in the caller's (principal-bound) transaction."""
 
@@ -67,7 +76,7 @@ class ChunkRepository:
         predicate: ColumnElement[bool],
         limit: int,
         plan: Plan,
-    ) -> list[RetrievedChunk]:
+    ) -> Found:
         """Return up to `limit` permitted chunks nearest to `vector`, best first, under `plan`."""
         if isinstance(plan, AnnPlan):
             await self._tune_index_scan(session, plan, limit)
@@ -77,7 +86,8 @@ class ChunkRepository:
         started = time.perf_counter()
         rows = (await session.execute(statement)).all()
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
-        return [self._chunk(row, principal) for row in rows]
+        rows_read = int(rows[0].rows_read) if rows else await self.rows_read(session)
+        return Found([self._chunk(row, principal) for row in rows], rows_read)
 
     @staticmethod
     async def rows_read(session: AsyncSession) -> int:
@@ -139,9 +149,16 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
 
 
 def _with_documents(hits: Any) -> Select[Any]:
+    """Join the hits to their documents and policies; also read ROWS_READ after the search.
+
+    The counter is read in a subquery over `count(*)` of the hits, so PostgreSQL can only
+    evaluate it once the (materialised) search has run to its end: no extra round trip.
+    """
+    finished = select(func.count().label("hits")).select_from(hits).subquery("finished")
+    rows_read = select(ROWS_READ).select_from(finished).scalar_subquery()
     return (
         select(hits, Document.external_id, Document.title, Document.source_uri,
-               AccessPolicy.version.label("policy_version"))
+               AccessPolicy.version.label("policy_version"), rows_read.label("rows_read"))
         .join(Document, Document.id == hits.c.document_id)
         .outerjoin(AccessPolicy, and_(AccessPolicy.tenant == hits.c.tenant,
                                       AccessPolicy.name == hits.c.policy_name))

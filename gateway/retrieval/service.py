@@ -38,15 +38,14 @@ class Retriever:
         """Estimate, plan, search (exactly again if HNSW came back short); report what it took."""
         estimate = await self._planner.estimate(session, principal)
         plan = self._planner.choose(estimate, k)
-        chunks = await self._repository.search(
+        found = await self._repository.search(
             session, vector, principal=principal, predicate=predicate, limit=k, plan=plan
         )
         steps = plan.name
-        if isinstance(plan, AnnPlan) and len(chunks) < k:
-            chunks = await self._repository.search(
+        if isinstance(plan, AnnPlan) and len(found.chunks) < k:
+            found = await self._repository.search(
                 session, vector, principal=principal, predicate=predicate, limit=k, plan=ExactPlan()
             )
             steps = "ann+exact"
-        examined = await self._repository.rows_read(session) - estimate.rows_read
-        return Retrieval(tuple(chunks), complete=len(chunks) == k, plan=steps,
-                         candidates=examined, estimate=estimate.permitted)
+        return Retrieval(tuple(found.chunks), complete=len(found.chunks) == k, plan=steps,
+                         candidates=found.rows_read - estimate.rows_read, estimate=estimate.permitted)

@@ -183,10 +183,10 @@ async def test_repeated_queries_on_one_connection_keep_custom_plans_and_complete
                 async with session.begin():
                     await bind_principal(session, principal, LEVELS, NOW)
                     predicate = chunk_access_predicate(principal, NOW, LEVELS)
-                    chunks = await search.repository.search(
+                    found = await search.repository.search(
                         session, queries[1].tolist(), principal=principal, predicate=predicate,
                         limit=10, plan=ExactPlan())
-                    assert len(chunks) == expected
+                    assert len(found.chunks) == expected
             async with session.begin():
                 prepared = (await session.execute(text("SELECT count(*) FROM pg_prepared_statements"))).scalar()
                 await bind_principal(session, principal, LEVELS, NOW)
@@ -197,3 +197,21 @@ async def test_repeated_queries_on_one_connection_keep_custom_plans_and_complete
     assert prepared == 0
     (scan,) = _chunk_scans(plan)
     assert "'{user:p1,group:sel-1pct,everyone}'" in scan["Filter"]  # values, not $n parameters
+
+
+@pytest.mark.parametrize("plan", [ExactPlan(), AnnPlan(ef_search=100, max_scan_tuples=5000)])
+async def test_rows_examined_are_read_after_the_search_has_finished(corpus, queries, plan):
+    # The counter comes back with the results (no extra round trip); it must already
+    # include every row the search read, i.e. equal a separate read right after it.
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["one group"]
+    try:
+        async with search.bound(principal, NOW) as (session, predicate):
+            before = await search.repository.rows_read(session)
+            found = await search.repository.search(session, queries[2].tolist(), principal=principal,
+                                                   predicate=predicate, limit=10, plan=plan)
+            after = await search.repository.rows_read(session)
+    finally:
+        await search.close()
+    assert len(found.chunks) == 10
+    assert found.rows_read == after > before + 10
