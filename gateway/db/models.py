@@ -89,8 +89,9 @@ class Chunk(AccessColumns, Base):
             postgresql_with={"m": 16, "ef_construction": 128},
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
-        # Serves the row-level-security scan term of migration 0004 (see gateway.retrieval).
-        Index("ix_chunks_access_scan", func.array_append(text("allow"), text("'*'::text")),
+        # Serves the row-level-security scan term of migration 0004: the allow entries
+        # qualified by tenant, plus `*` (see docs/decisions.md).
+        Index("ix_chunks_access_scan", func.chunk_scan_keys(text("tenant"), text("allow")),
               postgresql_using="gin"),
         Index("ix_chunks_tenant_classification", "tenant", "classification"),
         Index("ix_chunks_document_id", "document_id"),

@@ -215,3 +215,18 @@ async def test_rows_examined_are_read_after_the_search_has_finished(corpus, quer
         await search.close()
     assert len(found.chunks) == 10
     assert found.rows_read == after > before + 10
+
+
+async def test_exact_scan_of_a_small_tenant_reads_none_of_the_other_tenants_rows(corpus, queries, reference):
+    # Every acme chunk also allows `group:staff`; the access index keys are tenant-qualified,
+    # so a globex reader's scan starts from globex rows only.
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["other tenant"]
+    try:
+        async with search.bound(principal, NOW) as (session, predicate):
+            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10))
+    finally:
+        await search.close()
+    (scan,) = _chunk_scans(plan)
+    (index,) = [n for n in plan_nodes(scan) if n.get("Index Name") == "ix_chunks_access_scan"]
+    assert index["Actual Rows"] == scan["Actual Rows"] == len(reference["other tenant"])
