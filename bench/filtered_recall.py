@@ -31,7 +31,7 @@ from gateway.db.engine import create_engine, session_factory
 from gateway.settings import DatabaseSettings, RetrievalSettings, load_settings
 from policies.model import ClassificationLevels
 
-BIG_EXACT = 100_000  # above this many permitted rows the exact mode runs --exact-queries only
+BIG_EXACT = 50_000  # above this many permitted rows the exact mode runs --exact-queries only
 
 
 def arguments() -> argparse.Namespace:
@@ -42,7 +42,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--exact-queries", type=int, default=20,
-                        help="queries for the exact mode where more than 100k rows are permitted")
+                        help="queries for the exact mode where more than 50k rows are permitted")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="embedded server directory (default .bench/corpus-<chunks>)")
     parser.add_argument("--database-url", default=None, help="a superuser URL instead of the embedded server")

@@ -14,8 +14,9 @@ from bench.corpus import cells
 from bench.measure import Runner
 from bench.truth import Vectors, hidden_nearer
 
-CELLS = ("10%", "deny-heavy")
+CELLS = ("10%", "combined")
 MODES = ("iterative", "exact", "planner")
+EXACT_QUERIES = 60  # the exact mode is the control; it is slow on these cells
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -38,14 +39,18 @@ async def measure(runner: Runner, vectors: Vectors, queries: np.ndarray,
     principals = {c.name: c.principal for c in cells()}
     for name, (permitted, truth) in evidence.items():
         hidden = hidden_nearer(vectors, permitted, queries, truth)
-        order = np.argsort(hidden)
-        third = len(order) // 3
-        low, high = order[:third], order[-third:]
         for mode in MODES:
+            count = EXACT_QUERIES if mode == "exact" else len(queries)
             await runner.run(mode, principals[name], queries[:5], k)
-            seconds = np.asarray((await runner.run(mode, principals[name], queries, k)).db_seconds) * 1000
+            outcome = await runner.run(mode, principals[name], queries[:count], k)
+            seconds = np.asarray(outcome.db_seconds) * 1000
+            hidden_here = hidden[:count]
+            order = np.argsort(hidden_here)
+            third = len(order) // 3
+            low, high = order[:third], order[-third:]
             lines.append(
-                f"| {name} | {mode} | {np.median(hidden[low]):,.0f} / {np.median(hidden[high]):,.0f} | "
-                f"{spearman(seconds, hidden.astype(float)):.2f} | {np.median(seconds[low]):.2f} | "
+                f"| {name} | {mode} | {np.median(hidden_here[low]):,.0f} / "
+                f"{np.median(hidden_here[high]):,.0f} | "
+                f"{spearman(seconds, hidden_here.astype(float)):.2f} | {np.median(seconds[low]):.2f} | "
                 f"{np.median(seconds[high]):.2f} |")
     return "\n".join(lines)
