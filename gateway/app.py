@@ -41,8 +41,10 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
+            await authenticator.start()
             yield
         finally:
+            await authenticator.close()
             await engine.dispose()
 
     state = State({
