@@ -6,7 +6,9 @@ Refresh policy (one `JwksKeySource` per worker process):
 - A token whose `kid` is unknown triggers a refetch, at most once per
   `GATEWAY_JWKS_MIN_REFRESH_SECONDS` (counted from the last attempt, successful or not),
   so a flood of made-up kids cannot turn the gateway against the IdP.
-- Keys older than `GATEWAY_JWKS_MAX_AGE_SECONDS` are refetched on the next request.
+- Keys older than `GATEWAY_JWKS_MAX_AGE_SECONDS` are refetched in the background,
+  started by the next request, which goes on with the keys it has (so a slow or
+  unreachable IdP never stalls requests whose keys are cached).
 - Concurrent requests share one fetch (an asyncio.Lock: single flight).
 - A failed fetch, or a document without one usable key, keeps the keys we have.
 
@@ -18,6 +20,7 @@ allowing `verify`; `alg` absent or one we accept; no private material. Others ar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -124,6 +127,7 @@ class JwksKeySource:
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
         self._lock: asyncio.Lock | None = None
+        self._background: asyncio.Task[None] | None = None
 
     @property
     def key_set(self) -> KeySet:
@@ -132,8 +136,10 @@ class JwksKeySource:
 
     async def key_for(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
         """The verification key for a token's header; refetches within the rate limit."""
-        if self._fetched_at is None or self._clock() - self._fetched_at >= self.max_age_s:
-            await self.refresh("max_age" if self._fetched_at is not None else "initial")
+        if self._fetched_at is None:
+            await self.refresh("initial")
+        elif self._clock() - self._fetched_at >= self.max_age_s:
+            self._refresh_in_background()
         key = self._keys.find(kid, algorithm)
         if key is None:
             await self.refresh("unknown_kid")
@@ -143,6 +149,14 @@ class JwksKeySource:
                 raise AuthenticationError("no key: key set unavailable")
             raise AuthenticationError("no key: unknown kid" if kid else "no key: none of its type")
         return key
+
+    def _may_attempt(self, now: float) -> bool:
+        return self._attempted_at is None or now - self._attempted_at >= self.min_refresh_s
+
+    def _refresh_in_background(self) -> None:
+        running = self._background is not None and not self._background.done()
+        if not running and self._may_attempt(self._clock()):
+            self._background = asyncio.create_task(self.refresh("max_age"))
 
     async def start(self) -> None:
         """First fetch at startup: an unreachable IdP is tolerated, a contradicting one is not."""
@@ -157,7 +171,7 @@ class JwksKeySource:
             now = self._clock()
             if self._attempted_at != observed:
                 return  # another request fetched while we waited: use its result
-            if self._attempted_at is not None and now - self._attempted_at < self.min_refresh_s:
+            if not self._may_attempt(now):
                 return
             self._attempted_at = now
             try:
@@ -177,6 +191,11 @@ class JwksKeySource:
             log.info("jwks_refreshed", reason=reason, kids=keys.kids)
 
     async def aclose(self) -> None:
-        """Release the HTTP connections (keys stay cached)."""
+        """Stop a background refresh and release the HTTP connections (keys stay cached)."""
+        task, self._background = self._background, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.idp.aclose()
         self._lock = None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 from structlog.testing import capture_logs
@@ -46,6 +47,18 @@ def idp(key):
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait (in real time) for a background refresh to have had its effect."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def logged(logs: list[dict], event: str) -> Callable[[], bool]:
+    return lambda: any(e["event"] == event for e in logs)
 
 
 async def refusal(lookup: Awaitable[object]) -> str:
@@ -119,6 +132,8 @@ async def test_stale_keys_are_kept_while_the_idp_fails(idp, clock):
     clock.advance(4000)  # past the maximum age: a refresh is due, and fails
     with capture_logs() as logs:
         assert (await source.key_for("k1", "RS256")).key_id == "k1"
+        await eventually(logged(logs, "jwks_refresh_failed"))
+    assert (await source.key_for("k1", "RS256")).key_id == "k1"
     assert idp.count(DISCOVERY) == 2
     assert any(e["event"] == "jwks_refresh_failed" and e["keys_kept"] == 1 for e in logs)
     assert "unknown kid" in await refusal(source.key_for("k9", "RS256"))
@@ -166,6 +181,7 @@ async def test_discovery_mismatch_at_refresh_keeps_keys_and_is_logged(idp, clock
     clock.advance(4000)
     with capture_logs() as logs:
         assert (await source.key_for("k1", "RS256")).key_id == "k1"
+        await eventually(logged(logs, "jwks_refresh_failed"))
     failure = next(e for e in logs if e["event"] == "jwks_refresh_failed")
     assert failure["log_level"] == "error"
     assert "must be identical" in failure["error"]
@@ -183,8 +199,20 @@ async def test_periodic_refresh_after_max_age(idp, clock):
     assert idp.count() == 1
     clock.advance(2)
     await source.key_for("k1", "RS256")
-    assert idp.count() == 2
+    await eventually(lambda: idp.count() == 2)
     await source.aclose()
+
+
+async def test_refresh_due_by_age_does_not_stall_requests_with_cached_keys(idp, clock):
+    source = source_for(idp, clock)
+    await source.start()
+    idp.delay_s = 1.5
+    clock.advance(4000)
+    started = time.monotonic()
+    assert (await source.key_for("k1", "RS256")).key_id == "k1"
+    assert time.monotonic() - started < 0.5
+    await eventually(lambda: idp.count(DISCOVERY) == 2)
+    await source.aclose()  # cancels the refresh still waiting on the slow IdP
 
 
 async def test_document_without_usable_keys_keeps_the_old_ones(idp, clock):
@@ -193,8 +221,11 @@ async def test_document_without_usable_keys_keeps_the_old_ones(idp, clock):
     idp.keys = []
     idp.extra_jwks = [{"kty": "oct", "k": "c2VjcmV0", "kid": "hmac"}]
     clock.advance(4000)
-    assert (await source.key_for("k1", "RS256")).key_id == "k1"
+    with capture_logs() as logs:
+        assert (await source.key_for("k1", "RS256")).key_id == "k1"
+        await eventually(logged(logs, "jwks_refresh_failed"))
     assert idp.count() == 2
+    assert (await source.key_for("k1", "RS256")).key_id == "k1"
     await source.aclose()
 
 

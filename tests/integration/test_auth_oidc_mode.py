@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from litestar.testing import TestClient
@@ -25,6 +26,16 @@ def key() -> SigningKey:
 def idp(key):
     with StubIdp([key]) as server:
         yield server
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll until `condition` holds (keys refreshed in the background), or give up."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -76,7 +87,7 @@ def test_token_without_kid_uses_the_only_key_of_its_type(settings, idp, key):
         idp.keys.append(SigningKey.rsa("k-second-rsa"))
         time.sleep(0.3)
         # once a second RSA key is published (and fetched), a kid-less RSA token is ambiguous
-        assert client.get("/v1/me", headers=bearer(token)).status_code == 401
+        assert eventually(lambda: client.get("/v1/me", headers=bearer(token)).status_code == 401)
 
 
 def test_rotation_at_the_idp_is_accepted_without_restart(settings, idp, key):
