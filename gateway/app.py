@@ -20,6 +20,7 @@ from gateway import __version__
 from gateway.api import health, jwks, me
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.audit.service import AuditLog
 from gateway.auth.middleware import BearerAuthenticationMiddleware
 from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
@@ -47,10 +48,12 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
             await authenticator.close()
             await engine.dispose()
 
+    sessions = session_factory(engine)
     state = State({
         "settings": settings,
         "engine": engine,
-        "sessions": session_factory(engine),
+        "sessions": sessions,
+        "audit": AuditLog(sessions, settings.audit, metrics),
         "metrics": metrics,
         "authenticator": authenticator,
         **components,
