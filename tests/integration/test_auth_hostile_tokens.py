@@ -7,6 +7,7 @@ gateway logged, so a case cannot pass by failing some other check by accident.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -62,7 +63,9 @@ def _tampered(ctx: Ctx) -> str:
 
 
 def _truncated(ctx: Ctx) -> str:
-    return ctx.good()[:-8]
+    head, body, sig = ctx.good().split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    return f"{head}.{body}.{b64url(raw[:-16])}"
 
 
 def _swapped_signature(ctx: Ctx) -> str:
@@ -126,7 +129,8 @@ CASES: list[tuple[str, Callable[[Ctx], Headers], str]] = [
     ("kid-not-a-string", lambda c: bearer(_signed_raw(c, c.header(kid={"$ne": None}), c.claims())),
      "malformed kid"),
     ("tampered-payload", lambda c: bearer(_tampered(c)), "bad signature"),
-    ("truncated-signature", lambda c: bearer(_truncated(c)), "malformed token"),
+    ("truncated-signature", lambda c: bearer(_truncated(c)), "bad signature"),
+    ("signature-not-base64url", lambda c: bearer(c.good()[:-1] + "*"), "malformed token"),
     ("signature-of-another-token", lambda c: bearer(_swapped_signature(c)), "bad signature"),
     ("empty-signature", lambda c: bearer(c.good().rsplit(".", 1)[0] + "."), "malformed token"),
     ("two-segments", lambda c: bearer(".".join(c.good().split(".")[:2])), "malformed token"),
