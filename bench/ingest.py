@@ -40,9 +40,9 @@ from gateway.ingestion.tokens import WordPieceTokenizer  # noqa: E402
 from gateway.settings import DatabaseSettings, Settings  # noqa: E402
 from policies.principal import Principal  # noqa: E402
 
-WORDS = ("policy budget leave travel invoice contract release incident customer revenue approval "
-         "quarterly security onboarding audit vendor robot warehouse gripper fleet manager "
-         "shipment forecast salary review").split()
+WORDS = ["policy", "budget", "leave", "travel", "invoice", "contract", "release", "incident",
+         "customer", "revenue", "approval", "quarterly", "security", "onboarding", "audit", "vendor",
+         "robot", "warehouse", "gripper", "fleet", "manager", "shipment", "forecast", "salary", "review"]
 
 
 class PrecomputedEmbedder:

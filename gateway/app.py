@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import health, jwks, me
+from gateway.api import documents, health, jwks, me
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.service import AuditLog
@@ -26,6 +26,7 @@ from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
 from gateway.errors import ConfigurationError
 from gateway.ingestion.embedders import Embedder, build_embedder, check_dimension
+from gateway.ingestion.service import IngestionService
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.settings import Settings, load_settings
@@ -54,18 +55,20 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
                 close()
 
     sessions = session_factory(engine)
+    audit = AuditLog(sessions, settings.audit, metrics)
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": sessions,
-        "audit": AuditLog(sessions, settings.audit, metrics),
+        "audit": audit,
         "metrics": metrics,
         "authenticator": authenticator,
         "embedder": embedder,
+        "ingestion": IngestionService(sessions, embedder, settings, audit=audit),
         **components,
     })
     return Litestar(
-        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami],
+        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami, *documents.ROUTES],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
