@@ -17,7 +17,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import chat, health, jwks, me, retrieval
+from gateway.api import chat, documents, health, jwks, me, retrieval
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.failures import FailureAuditor
@@ -30,6 +30,7 @@ from gateway.generation.base import Generator
 from gateway.generation.extractive import ExtractiveGenerator
 from gateway.generation.openai_compat import OpenAIChatGenerator
 from gateway.ingestion.embedders import Embedder, build_embedder, check_dimension
+from gateway.ingestion.service import IngestionService
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryPipeline
@@ -85,11 +86,13 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         "pipeline": pipeline,
         "metrics": metrics,
         "authenticator": authenticator,
+        "ingestion": IngestionService(sessions, embedder, settings, audit=audit),
         **components,
     })
     return Litestar(
         route_handlers=[
             *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
+            *documents.ROUTES,
         ],
         after_exception=[failure_auditor.request_failed],
         state=state,
