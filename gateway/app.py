@@ -34,6 +34,7 @@ from gateway.ingestion.service import IngestionService
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryPipeline
+from gateway.retrieval.documents import DocumentReader
 from gateway.retrieval.repository import ChunkRepository
 from gateway.retrieval.service import Retriever
 from gateway.settings import Settings, load_settings
@@ -87,6 +88,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         "metrics": metrics,
         "authenticator": authenticator,
         "ingestion": IngestionService(sessions, embedder, settings, audit=audit),
+        "documents": DocumentReader(sessions, settings.policy.classification_levels(), audit, metrics),
         **components,
     })
     return Litestar(

@@ -7,12 +7,14 @@ for anything the caller's access does not admit, never 403, so existence is not 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
+from datetime import datetime
 from typing import Any
 
 import msgspec
 import structlog
-from litestar import Request, delete, post
+from litestar import Request, delete, get, post
 from litestar.datastructures import State
 
 from gateway.auth.guards import requires_role
@@ -60,6 +62,32 @@ async def ingest_document(request: Request[Principal, Any, Any], state: State,
                            chunks=written.chunks, status=written.status)
 
 
+class DocumentOut(msgspec.Struct):
+    """A document the caller may read."""
+
+    id: uuid.UUID
+    external_id: str
+    title: str
+    text: str
+    content_type: str
+    source_uri: str | None
+    metadata: dict[str, Any]
+    version: int
+    classification: str
+    tenant: str
+    content_sha256: str
+    updated_at: datetime
+
+
+@get("/v1/documents/{document_id:uuid}", tags=["documents"], opt={"audit_action": "document.read"})
+async def read_document(
+    request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
+) -> DocumentOut:
+    """Return a document the caller's access admits; 404 otherwise (never 403)."""
+    view = await state.documents.read(request.user, document_id, _request_id())
+    return DocumentOut(**dataclasses.asdict(view))
+
+
 @delete("/v1/documents/{document_id:uuid}", guards=WRITERS, tags=["documents"], status_code=204)
 async def delete_document(
     request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
@@ -68,4 +96,4 @@ async def delete_document(
     await state.ingestion.delete(request.user, document_id, request_id=_request_id())
 
 
-ROUTES = [ingest_document, delete_document]
+ROUTES = [ingest_document, read_document, delete_document]

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.service import AuditLog
+from gateway.db.access import bind_writer
 from gateway.domain import AuditEvent
 from gateway.errors import (
     ConflictError,
@@ -106,6 +107,7 @@ class IngestionService:
     async def delete(self, principal: Principal, document_id: uuid.UUID, *, request_id: str = "") -> None:
         """Delete a document of the principal's tenant with its chunks; 404 if there is none."""
         async with self._sessions() as session, session.begin():
+            await bind_writer(session, principal.tenant)
             deleted = await store.delete_document(session, principal.tenant, document_id)
         await self._record(principal, request_id, "document.delete", "ok" if deleted else "not_found",
                            {"document_id": str(document_id)})
@@ -156,11 +158,13 @@ class IngestionService:
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self._sessions() as session, session.begin():
+                    await bind_writer(session, tenant)
                     stored = await store.current_hashes(session, tenant, [d.external_id for d in documents])
                 need = [d for d in documents if stored.get(d.external_id) != d.content_sha256
                         and d.external_id not in embedded]
                 embedded.update(await asyncio.to_thread(self._chunk_and_embed, need))
                 async with self._sessions() as session, session.begin():
+                    await bind_writer(session, tenant)
                     return await store.write_batch(session, tenant, documents, embedded, self._levels)
             except store.StaleWriteError:
                 continue
