@@ -17,10 +17,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import health, jwks, me
+from gateway.api import audit, health, jwks, me
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.service import AuditLog
+from gateway.audit.signing import AuditSigner
+from gateway.audit.store import AuditStore
+from gateway.audit.trail import AuditTrail
 from gateway.auth.middleware import BearerAuthenticationMiddleware
 from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
@@ -47,17 +50,20 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
             await engine.dispose()
 
     sessions = session_factory(engine)
+    signer = AuditSigner.from_settings(settings)
+    audit_log = AuditLog(sessions, settings.audit, metrics, signer)
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": sessions,
-        "audit": AuditLog(sessions, settings.audit, metrics),
+        "audit": audit_log,
+        "audit_trail": AuditTrail(AuditStore(sessions), audit_log, signer),
         "metrics": metrics,
         "authenticator": authenticator,
         **components,
     })
     return Litestar(
-        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami],
+        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami, *audit.ROUTES],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
