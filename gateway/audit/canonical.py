@@ -81,8 +81,43 @@ def _write(value: Any, out: list[str]) -> None:
         raise TypeError(f"{type(value).__name__} has no canonical JSON form")
 
 
+def _same_as_sorted_json(value: Any) -> bool:
+    """Whether `json.dumps(sort_keys=True)` already writes `value` exactly as RFC 8785 does.
+
+    True unless a float is integral, tiny (< 1e-4, where Python switches to exponents)
+    or not finite, or an object key holds a character outside the BMP (where code point
+    order and UTF-16 order differ), or a key is not a string.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is str or kind is int or item is None or kind is bool:
+            continue
+        if kind is float:
+            if not (math.isfinite(item) and not item.is_integer() and abs(item) >= 1e-4):
+                return False
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str or not (key.isascii() or max(key) <= "\uffff"):
+                    return False
+            pending.extend(item.values())
+        elif kind is list or kind is tuple:
+            pending.extend(item)
+        else:
+            return False
+    return True
+
+
 def canonical_json(value: Any) -> bytes:
-    """Serialise `value` per RFC 8785 (UTF-8 bytes)."""
+    """Serialise `value` per RFC 8785 (UTF-8 bytes).
+
+    The C JSON encoder does the work whenever its output is already canonical (the
+    usual case); the exact, slower writer handles the rest.
+    """
+    if _same_as_sorted_json(value):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
     out: list[str] = []
     _write(value, out)
     return "".join(out).encode("utf-8")
@@ -111,12 +146,16 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _uuid_text(value: Any) -> str:
+    return str(value) if isinstance(value, uuid.UUID) else str(uuid.UUID(str(value)))
+
+
 def source_document(row: Mapping[str, Any]) -> dict[str, Any]:
     """A source row (column names) as the wire and the hash see it."""
     name, version = row["policy_name"], row["policy_version"]
     return {
         "rank": int(row["rank"]),
-        "document_id": str(uuid.UUID(str(row["document_id"]))),
+        "document_id": _uuid_text(row["document_id"]),
         "external_id": row["external_id"],
         "version": int(row["document_version"]),
         "chunk_id": int(row["chunk_id"]),
@@ -130,7 +169,7 @@ def source_document(row: Mapping[str, Any]) -> dict[str, Any]:
 def body_document(row: Mapping[str, Any], sources: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The part of an event fixed before it joins the chain (column names in, wire names out)."""
     return {
-        "id": str(uuid.UUID(str(row["id"]))),
+        "id": _uuid_text(row["id"]),
         "tenant": row["tenant"],
         "request_id": row["request_id"],
         "action": row["action"],

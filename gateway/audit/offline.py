@@ -23,7 +23,16 @@ from gateway.audit.canonical import GENESIS_HASH
 from gateway.audit.checkpoints import Checkpoint
 from gateway.audit.export import manifest_path
 from gateway.audit.signing import public_jwk, verify_signature
-from gateway.audit.verify import GENESIS, Anchor, BadEvent, ChainReport, ChainWalk, LinkBreak, VerifyReport
+from gateway.audit.verify import (
+    GENESIS,
+    Anchor,
+    BadEvent,
+    ChainReport,
+    ChainWalk,
+    Gap,
+    LinkBreak,
+    VerifyReport,
+)
 from gateway.errors import InvalidInputError
 
 
@@ -54,13 +63,17 @@ def _parse(raw: bytes) -> tuple[dict[str, Any], str]:
     return document, stored
 
 
-def _appears_later(path: Path, tenant: str, event_hash: str, after_seq: int) -> bool:
-    for _, raw in _lines(path):
+def _appears_later(path: Path, tenant: str, after_line: int, *, event_hash: str | None = None,
+                   seq: int | None = None) -> bool:
+    """Whether an event of `tenant` with this hash (or seq) sits after line `after_line`."""
+    for number, raw in _lines(path):
+        if number <= after_line:
+            continue
         try:
             document, stored = _parse(raw)
         except (ValueError, KeyError, TypeError):
             continue
-        if document["tenant"] == tenant and stored == event_hash and int(document["seq"]) > after_seq:
+        if document["tenant"] == tenant and (stored == event_hash or int(document["seq"]) == seq):
             return True
     return False
 
@@ -134,9 +147,12 @@ class _FileVerifier:
                 if bad is not None:
                     return bad
             found = walk.step(document, stored)
-            if isinstance(found, LinkBreak):
-                found = walk.resolve(found, _appears_later(self.path, walk.tenant, found.prev_hash,
-                                                           found.seq))
+            if isinstance(found, Gap):
+                found = walk.resolve_gap(found, _appears_later(self.path, walk.tenant, number,
+                                                               seq=found.first))
+            elif isinstance(found, LinkBreak):
+                found = walk.resolve(found, _appears_later(self.path, walk.tenant, number,
+                                                           event_hash=found.prev_hash))
             if found is not None:
                 return self._fail(walk, found)
         if walk is not None and self._close(walk):

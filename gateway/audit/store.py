@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import Select, any_, bindparam, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.canonical import event_document
@@ -157,8 +158,9 @@ class AuditStore:
                        event_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:
         grouped: dict[uuid.UUID, list[Any]] = defaultdict(list)
         if event_ids:
+            ids = bindparam("ids", list(event_ids), type_=ARRAY(UUID(as_uuid=True)))
             rows = (await session.execute(
-                select(SOURCES).where(SOURCES.c.event_id.in_(event_ids))
+                select(SOURCES).where(SOURCES.c.event_id == any_(ids))
                 .order_by(SOURCES.c.event_id, SOURCES.c.rank))).mappings().all()
             for row in rows:
                 grouped[row["event_id"]].append(row)

@@ -114,6 +114,15 @@ class LinkBreak:
     self_consistent: bool
 
 
+@dataclass(frozen=True)
+class Gap:
+    """Seqs `first`..`seq - 1` are absent before this event: missing, unless they come later."""
+
+    first: int
+    seq: int
+    id: str
+
+
 class ChainWalk:
     """The verification rules over one chain, fed one event at a time."""
 
@@ -137,7 +146,8 @@ class ChainWalk:
         """A finding about this chain."""
         return BadEvent(tenant=self.tenant, seq=seq, id=event_id, reason=reason, detail=detail)
 
-    def step(self, document: Mapping[str, Any], stored_hash: str) -> BadEvent | LinkBreak | None:
+    def step(self, document: Mapping[str, Any],
+             stored_hash: str) -> BadEvent | LinkBreak | Gap | None:
         """Check the next event; None when it is sound."""
         self.checked += 1
         seq, event_id = int(document["seq"]), str(document["id"])
@@ -150,9 +160,7 @@ class ChainWalk:
             if seq <= self.prev_seq:
                 return self.bad("reordered", seq, event_id, f"seq {seq} comes after seq {self.prev_seq}")
             if seq > self.prev_seq + 1:
-                return self.bad("missing", self.prev_seq + 1, None,
-                                 f"events {self.prev_seq + 1}..{seq - 1} are missing; "
-                                 f"the next present event is {event_id} at seq {seq}")
+                return Gap(self.prev_seq + 1, seq, event_id)
             if self.first_seq is None:
                 self.first_seq = seq
             if document["prev_hash"] != self.prev_hash:
@@ -187,6 +195,13 @@ class ChainWalk:
             return self.bad("checkpoint_mismatch", brk.seq, brk.id,
                              f"it does not link to {self._anchor.what}")
         return self.bad("edited", brk.seq, brk.id, "it does not link to its predecessor")
+
+    def resolve_gap(self, gap: Gap, first_appears_later: bool) -> BadEvent:
+        """Classify a gap, knowing whether the first absent seq turns up further on."""
+        if first_appears_later:
+            return self.bad("reordered", gap.seq, gap.id, f"seq {gap.first} comes after it")
+        return self.bad("missing", gap.first, None, f"events {gap.first}..{gap.seq - 1} are missing; "
+                        f"the next present event is {gap.id} at seq {gap.seq}")
 
     def finish(self) -> BadEvent | None:
         """After the last event: a signed checkpoint beyond it means the newest events were dropped."""
@@ -226,7 +241,9 @@ async def verify_tenant(store: AuditStore, tenant: str, jwk: Mapping[str, Any], 
     walk = ChainWalk(tenant, anchor, checkpoints, jwk)
     async for event in store.events(EventQuery(tenant), SeqRange(after, head[0] if head else 0)):
         found = walk.step(event.document, event.hash)
-        if isinstance(found, LinkBreak):
+        if isinstance(found, Gap):
+            found = walk.resolve_gap(found, False)
+        elif isinstance(found, LinkBreak):
             later = await store.seq_of_hash(tenant, found.prev_hash)
             found = walk.resolve(found, later is not None and later > found.seq)
         if found is not None:

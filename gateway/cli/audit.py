@@ -30,6 +30,7 @@ from gateway.cli import runtime
 from gateway.db.engine import create_engine, session_factory
 from gateway.domain import AuditEvent
 from gateway.errors import ConfigurationError
+from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 
@@ -83,6 +84,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     pruning.set_defaults(handler=run_prune)
 
 
+def _settings() -> Settings:
+    """Settings, with logs (checkpoints included) on stderr so stdout stays JSON."""
+    config = runtime.settings()
+    configure_logging(config.server)
+    return config
+
+
 def _with_database(config: Settings,
                    body: Callable[[runtime.PreparedDatabase], Coroutine[Any, Any, T]]) -> T:
     prepared = runtime.prepare_database(config)
@@ -123,7 +131,7 @@ def run_verify(args: argparse.Namespace) -> int:
         pinned = load_public_key(args.public_key) if args.public_key else None
         result = verify_file(args.file, public_key=pinned).as_dict()
     else:
-        config = runtime.settings()
+        config = _settings()
         jwk = load_public_key(args.public_key) if args.public_key else AuditSigner.from_settings(config).jwk
 
         async def body(prepared: runtime.PreparedDatabase) -> dict[str, Any]:
@@ -139,7 +147,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Write the export and its manifest; print the manifest's summary."""
-    config = runtime.settings()
+    config = _settings()
     filters = {"since": args.since and args.since.isoformat(), "until": args.until and args.until.isoformat(),
                "tenant": args.tenant}
 
@@ -161,7 +169,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     """Stream the report as JSON to stdout or a file."""
-    config = runtime.settings()
+    config = _settings()
     tenant = args.tenant or config.auth.default_tenant
 
     async def report(store: AuditStore, log: AuditLog) -> None:
@@ -187,7 +195,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_checkpoint(args: argparse.Namespace) -> int:
     """Sign each chain's head now and print the checkpoints."""
-    config = runtime.settings()
+    config = _settings()
 
     async def sign(store: AuditStore, _: AuditLog) -> list[dict[str, Any]]:
         signer = AuditSigner.from_settings(config)
@@ -200,7 +208,7 @@ def run_checkpoint(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     """Archive, then prune through the owner-only controlled path; print what went."""
-    config = runtime.settings()
+    config = _settings()
     if config.database.url is not None and config.database.migration_url is None:
         raise ConfigurationError("gateway audit prune needs GATEWAY_MIGRATION_DATABASE_URL (the owner "
                                  "role): only the owner may run the controlled prune")
