@@ -129,9 +129,21 @@ def _float_as_postgres_returns_it(text: str) -> float | int:
     return int(Decimal(text)) if math.isfinite(value) and abs(value) >= 1e21 else value
 
 
+def _jsonable(value: Any) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return format_ts(value)
+    raise TypeError(f"{type(value).__name__} cannot be stored in an audit event")
+
+
 def normalize_json(value: Any) -> Any:
-    """`value` as it will read back from a jsonb column, so the append-time hash is the stored one."""
-    return json.loads(json.dumps(value, allow_nan=False), parse_float=_float_as_postgres_returns_it)
+    """`value` as it will read back from a jsonb column, so the append-time hash is the stored one.
+
+    UUIDs and aware datetimes become strings; anything else that is not JSON is refused.
+    """
+    text = json.dumps(value, allow_nan=False, default=_jsonable)
+    return json.loads(text, parse_float=_float_as_postgres_returns_it)
 
 
 def sha256_hex(data: bytes) -> str:

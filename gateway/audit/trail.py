@@ -46,6 +46,13 @@ class ExportFilters:
         return {k: (None if v is None else str(v)) for k, v in self.__dict__.items()}
 
 
+def _text(value: str | None, name: str) -> str | None:
+    """PostgreSQL text cannot hold NUL: refuse it as bad input rather than fail in the database."""
+    if value is not None and "\x00" in value:
+        raise InvalidInputError(f"{name} must not contain NUL characters")
+    return value
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """ISO 8601 times without an offset are taken as UTC."""
     if value is None or value.tzinfo is not None:
@@ -107,9 +114,9 @@ class AuditTrail:
         since, until = as_utc(filters.since), as_utc(filters.until)
         if since is not None and until is not None and since >= until:
             raise InvalidInputError("since must be before until")
-        query = EventQuery(self.tenant_for(principal, filters.tenant), since=since, until=until,
-                           subject=filters.subject, document_id=filters.document_id,
-                           action=filters.action)
+        query = EventQuery(self.tenant_for(principal, _text(filters.tenant, "tenant")), since=since,
+                           until=until, subject=_text(filters.subject, "subject"),
+                           document_id=filters.document_id, action=_text(filters.action, "action"))
         with store_errors():
             span = await self._store.seq_range(query)
         await self._record(principal, request_id, "audit.export",
@@ -127,6 +134,7 @@ class AuditTrail:
                              request_id: str) -> AsyncIterator[bytes]:
         """Record, then stream, the report on one subject."""
         tenant = self.tenant_for(principal)
+        _text(subject, "subject")
         with store_errors():
             stream = await subject_report(self._store, tenant, subject)
         await self._record(principal, request_id, "audit.report", {"subject": subject})

@@ -1,10 +1,12 @@
 """The hash chain: concurrent appends stay one gapless chain; tampering is found and located."""
 
 import asyncio
+import logging
 import time
 
 import psycopg
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from gateway.audit.canonical import document_hash
@@ -53,7 +55,16 @@ async def test_a_thousand_concurrent_appends_form_one_gapless_verifiable_chain(s
     assert (report.events_checked, report.checkpoints_checked) == (1000, 10)
 
 
-async def test_periodic_checkpoints_are_signed_stored_and_logged(settings):
+@pytest.fixture
+def info_logs():
+    """Let info lines through even after an app configured a higher level."""
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    yield
+    structlog.configure(**saved)
+
+
+async def test_periodic_checkpoints_are_signed_stored_and_logged(settings, info_logs):
     async with audit_kit(settings, checkpoint_every=2) as kit:
         with capture_logs() as logs:
             for n in range(5):

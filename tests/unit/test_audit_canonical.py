@@ -2,6 +2,7 @@
 
 import json
 import math
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -95,3 +96,8 @@ def test_json_is_normalised_the_way_jsonb_returns_it():
         "big": 15 * 10**299, "small": 1e-7, "t": [1, 2]}
     with pytest.raises(ValueError):
         normalize_json({"x": math.inf})
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    assert normalize_json({"at": when, "doc": uuid.UUID(int=1)}) == {
+        "at": "2026-01-02T00:00:00.000000Z", "doc": "00000000-0000-0000-0000-000000000001"}
+    with pytest.raises(TypeError):
+        normalize_json({"x": object()})
