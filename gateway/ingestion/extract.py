@@ -172,6 +172,8 @@ class _HTMLText(HTMLParser):
 
     def _break(self, newlines: int) -> None:
         """End the current line or paragraph: drop trailing spaces, ensure `newlines` newlines."""
+        if self._heading is not None:
+            self._heading[2].append(" ")  # a block inside a heading still separates its words
         while self.parts and self.parts[-1].endswith(" "):
             stripped = self.parts[-1].rstrip(" ")
             self.length -= len(self.parts[-1]) - len(stripped)

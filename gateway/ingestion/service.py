@@ -35,7 +35,7 @@ from gateway.errors import (
 )
 from gateway.ingestion import store
 from gateway.ingestion.chunking import Chunker, Tokenizer
-from gateway.ingestion.documents import DocumentInput, PreparedDocument, classification_levels, prepare
+from gateway.ingestion.documents import DocumentInput, PreparedDocument, prepare
 from gateway.ingestion.embedders import Embedder
 from gateway.ingestion.store import EmbeddedChunk, Written
 from gateway.ingestion.tokens import WordPieceTokenizer
@@ -69,7 +69,7 @@ class IngestionService:
         self._sessions = sessions
         self._embedder = embedder
         self._audit = audit
-        self._levels = classification_levels(settings.policy)
+        self._levels = settings.policy.classification_levels()
         self._max_bytes = settings.ingestion.max_document_bytes
         self._chunker = Chunker(tokenizer or WordPieceTokenizer(), settings.ingestion.chunk_tokens,
                                 settings.ingestion.chunk_overlap_tokens)

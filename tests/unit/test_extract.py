@@ -62,6 +62,12 @@ def test_html_drops_scripts_styles_and_comments_and_keeps_headings_and_paragraph
         assert result.text[heading.offset:].startswith(heading.title)
 
 
+def test_blocks_inside_a_heading_still_separate_its_words():
+    result = extract("<h2>Pay<p>and leave</h2>", "text/html", max_bytes=LIMIT)
+    assert result.text == "Pay\n\nand leave"
+    assert [h.title for h in result.headings] == ["Pay and leave"]
+
+
 def test_html_preformatted_text_keeps_its_whitespace():
     result = extract("<p>Run:</p><pre>  make   test\n  make lint</pre>", "text/html", max_bytes=LIMIT)
     assert result.text == "Run:\n\n  make   test\n  make lint"
