@@ -51,7 +51,8 @@ def _request_id() -> str:
     return str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex)
 
 
-@post("/v1/documents", guards=WRITERS, tags=["documents"], status_code=201)
+@post("/v1/documents", guards=WRITERS, tags=["documents"], status_code=201,
+      opt={"audit_action": "document.ingest"})
 async def ingest_document(request: Request[Principal, Any, Any], state: State,
                           data: DocumentIn) -> DocumentWritten:
     """Ingest or update a document; unchanged content keeps its version and is not re-embedded."""
@@ -88,7 +89,8 @@ async def read_document(
     return DocumentOut(**dataclasses.asdict(view))
 
 
-@delete("/v1/documents/{document_id:uuid}", guards=WRITERS, tags=["documents"], status_code=204)
+@delete("/v1/documents/{document_id:uuid}", guards=WRITERS, tags=["documents"], status_code=204,
+        opt={"audit_action": "document.delete"})
 async def delete_document(
     request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
 ) -> None:
