@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, literal, select
+from sqlalchemy import ColumnElement, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
@@ -54,10 +54,19 @@ def writer_settings(tenant: str) -> dict[str, str]:
     return {"gateway.tenant": tenant, "gateway.writer": "on", **dict.fromkeys(READER_SETTINGS, "")}
 
 
-def binding_statement(settings: Mapping[str, str]) -> Select[Any]:
-    """One SELECT that sets every value transaction-locally (`is_local = true`)."""
-    return select(*(func.set_config(literal(name), literal(value), literal(True))
-                    for name, value in settings.items()))
+SETTINGS = ("gateway.tenant", "gateway.writer", *READER_SETTINGS)
+_BIND_ALL = text("SELECT " + ", ".join(
+    f"set_config('{name}', :{name.removeprefix('gateway.')}, true)" for name in SETTINGS))
+
+
+def binding_statement(settings: Mapping[str, str]) -> TextClause:
+    """One SELECT that sets every value transaction-locally (`is_local = true`).
+
+    Every setting is written each time, so a transaction is never half reader, half writer.
+    """
+    if set(settings) != set(SETTINGS):
+        raise ValueError("bind every gateway setting")
+    return _BIND_ALL.bindparams(**{k.removeprefix("gateway."): v for k, v in settings.items()})
 
 
 async def bind_principal(
