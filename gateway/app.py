@@ -17,9 +17,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import health
+from gateway.api import health, jwks, me
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.audit.service import AuditLog
+from gateway.auth.middleware import BearerAuthenticationMiddleware
+from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
 from gateway.errors import ConfigurationError
 from gateway.logs import configure_logging
@@ -33,6 +36,7 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
         raise ConfigurationError("DATABASE_URL is not set (the CLI starts an embedded server)")
     configure_logging(settings.server)
     metrics = Metrics()
+    authenticator = build_authenticator(settings)
     engine = create_engine(settings.database.url, settings.database)
 
     @asynccontextmanager
@@ -42,15 +46,18 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
         finally:
             await engine.dispose()
 
+    sessions = session_factory(engine)
     state = State({
         "settings": settings,
         "engine": engine,
-        "sessions": session_factory(engine),
+        "sessions": sessions,
+        "audit": AuditLog(sessions, settings.audit, metrics),
         "metrics": metrics,
+        "authenticator": authenticator,
         **components,
     })
     return Litestar(
-        route_handlers=[*health.ROUTES],
+        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -59,6 +66,13 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
                 RequestContextMiddleware,
                 metrics=metrics,
                 max_concurrency=settings.server.max_concurrency,
+            ),
+            DefineMiddleware(
+                BearerAuthenticationMiddleware,
+                keys=authenticator.keys,
+                policy=authenticator.policy,
+                settings=settings.auth,
+                metrics=metrics,
             ),
         ],
         request_max_body_size=settings.server.max_body_bytes,

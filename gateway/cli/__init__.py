@@ -15,9 +15,9 @@ from gateway.errors import GatewayError
 
 
 def _command_modules() -> list[ModuleType]:
-    from gateway.cli import database, serve
+    from gateway.cli import database, serve, token
 
-    return [serve, database]
+    return [serve, database, token]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,12 +38,12 @@ def test_embedded_default_serves_ready_and_keeps_data_across_restarts(tmp_path):
 
 
 def test_database_url_is_used_and_no_embedded_server_starts(tmp_path, db_urls):
-    data_dir = tmp_path / "never-created"
+    data_dir = tmp_path / "data"
     env = gateway_env({"DATABASE_URL": db_urls.runtime, "GATEWAY_DATA_DIR": str(data_dir)})
     with running_gateway(env, tmp_path) as base:
         body = httpx.get(f"{base}/health/ready").json()
     assert body["database"] == "ok"
-    assert not data_dir.exists()
+    assert not (data_dir / "pgdata").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,75 @@
+"""Bearer-token authentication for every non-public route.
+
+`Authorization: Bearer <JWT>` (scheme case-insensitive, RFC 7235 §2.1) becomes a
+Principal on `request.user`, or the request ends with 401. Tokens in query strings are
+never read (RFC 6750 §2.3 is not supported on purpose). Every failure is logged with its
+reason and counted; the token itself is never logged.
+"""
+
+from __future__ import annotations
+
+import structlog
+from litestar.connection import ASGIConnection
+from litestar.middleware.authentication import (
+    AbstractAuthenticationMiddleware,
+    AuthenticationResult,
+)
+from litestar.types import ASGIApp
+
+from gateway.auth.claims import principal_from_claims
+from gateway.auth.tokens import KeySource, VerificationPolicy, verify_token
+from gateway.errors import AuthenticationError
+from gateway.metrics import Metrics
+from gateway.settings import AuthSettings
+
+log = structlog.get_logger("gateway.auth")
+PUBLIC_PATHS = ["^/schema"]
+
+
+def bearer_token(connection: ASGIConnection) -> str:
+    """Extract the token from exactly one Authorization header with the Bearer scheme."""
+    values = connection.headers.getall("authorization", [])
+    if not values:
+        raise AuthenticationError("no credentials", token_presented=False)
+    if len(values) > 1:
+        raise AuthenticationError("multiple authorization headers")
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise AuthenticationError("unsupported scheme", token_presented=False)
+    token = token.strip()
+    if not token or " " in token:
+        raise AuthenticationError("malformed bearer credentials")
+    return token
+
+
+class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
+    """Verifies the bearer token and maps its claims to a Principal."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        keys: KeySource,
+        policy: VerificationPolicy,
+        settings: AuthSettings,
+        metrics: Metrics,
+    ) -> None:
+        super().__init__(app, exclude=PUBLIC_PATHS, exclude_from_auth_key="public",
+                         exclude_http_methods=[])
+        self.keys = keys
+        self.policy = policy
+        self.settings = settings
+        self.metrics = metrics
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        """Return the principal or raise AuthenticationError (translated to 401)."""
+        try:
+            token = bearer_token(connection)
+            claims = await verify_token(token, self.keys, self.policy)
+            principal = principal_from_claims(claims, self.settings)
+        except AuthenticationError as exc:
+            self.metrics.auth_failures.labels(exc.reason.split(":")[0]).inc()
+            log.warning("authentication_failed", reason=exc.reason, path=connection.url.path)
+            raise
+        structlog.contextvars.bind_contextvars(subject=principal.subject, tenant=principal.tenant)
+        return AuthenticationResult(user=principal, auth=claims)
