@@ -17,7 +17,11 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import health, jwks, me
+from gateway.access.documents import DocumentAccessService
+from gateway.access.explain import AccessExplainer
+from gateway.access.policies import PolicyService
+from gateway.access.service import classification_levels
+from gateway.api import access, health, jwks, me, policies
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.service import AuditLog
@@ -47,17 +51,22 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
             await engine.dispose()
 
     sessions = session_factory(engine)
+    audit = AuditLog(sessions, settings.audit, metrics)
+    levels = classification_levels(settings.policy)
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": sessions,
-        "audit": AuditLog(sessions, settings.audit, metrics),
+        "audit": audit,
+        "policies": PolicyService(sessions, levels, audit),
+        "document_access": DocumentAccessService(sessions, levels, audit),
+        "access_explainer": AccessExplainer(sessions, levels, audit),
         "metrics": metrics,
         "authenticator": authenticator,
         **components,
     })
     return Litestar(
-        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami],
+        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami, *policies.ROUTES, *access.ROUTES],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -15,9 +15,9 @@ from gateway.errors import GatewayError
 
 
 def _command_modules() -> list[ModuleType]:
-    from gateway.cli import database, serve, token
+    from gateway.cli import database, policy, serve, token
 
-    return [serve, database, token]
+    return [serve, database, token, policy]
 
 
 def build_parser() -> argparse.ArgumentParser:

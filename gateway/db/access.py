@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
 from gateway.db.policy_models import AccessPolicy
+from gateway.errors import ConfigurationError
 from policies.model import AccessRule, ClassificationLevels, DocumentAccess
 from policies.principal import Principal
 from policies.sql import access_predicate
@@ -127,3 +128,28 @@ def access_column_values(
 def chunk_column_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of `access_column_values` that chunks carry."""
     return {k: v for k, v in values.items() if k != "access"}
+
+
+def rule_from_columns(row: Any, levels: ClassificationLevels) -> AccessRule:
+    """The access rule stored in a row's access columns (the inverse of `rule_column_values`).
+
+    Reading rules back from the columns, not from `documents.access`, means `decide` sees
+    exactly what the SQL predicate and row-level security see.
+    """
+    if not 0 <= row.classification < len(levels.names):
+        raise ConfigurationError(
+            f"stored classification rank {row.classification} is not a configured level "
+            "(GATEWAY_CLASSIFICATION_LEVELS changed?)")
+    return AccessRule(
+        allow=tuple(row.allow),
+        deny=tuple(row.deny),
+        classification=levels.names[row.classification],
+        conditions={k: tuple(v) for k, v in row.conditions.items()},
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
+    )
+
+
+def access_from_columns(row: Any, levels: ClassificationLevels) -> DocumentAccess:
+    """A document's (or chunk's) stored access: tenant, own rule, named policy."""
+    return DocumentAccess(tenant=row.tenant, rule=rule_from_columns(row, levels), policy=row.policy_name)

@@ -132,3 +132,30 @@ def ids_of(documents: Iterable[StoredDocument]) -> tuple[set[uuid.UUID], set[int
     """The document and chunk ids of stored documents."""
     docs = list(documents)
     return {d.id for d in docs}, {c for d in docs for c in d.chunk_ids}
+
+
+class Api:
+    """An httpx client on a gateway served over real HTTP, with dev tokens for named callers."""
+
+    def __init__(self, base_url: str, settings: Any) -> None:
+        import httpx
+
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.settings = settings
+
+    def token(self, sub: str, *, tenant: str = "acme", roles: Sequence[str] = (),
+              groups: Sequence[str] = (), **claims: Any) -> str:
+        """A dev-mode token for `sub`."""
+        from gateway.auth.devkeys import mint_dev_token
+
+        return mint_dev_token(self.settings, sub=sub, tenant=tenant, roles=tuple(roles),
+                              groups=tuple(groups), **claims)
+
+    def as_admin(self, method: str, path: str, *, tenant: str = "acme", **kwargs: Any) -> Any:
+        """A request by `root`, admin of `tenant`."""
+        return self.call(method, path, self.token("root", tenant=tenant, roles=["admin"]), **kwargs)
+
+    def call(self, method: str, path: str, token: str | None, **kwargs: Any) -> Any:
+        """A request with the given bearer token (or none)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.http.request(method, path, headers=headers, **kwargs)
