@@ -111,21 +111,28 @@ def visible(conn: Connection, principal: Principal, levels: ClassificationLevels
                          chunk_access_predicate(principal, now, levels))
 
 
-def visible_where(conn: Connection, documents_where: ColumnElement[bool], chunks_where: ColumnElement[bool],
-                  *, also_unfiltered: bool = False) -> Any:
-    """Document and chunk ids matching the clauses (and row-level security), in one statement.
+def visible_where(conn: Connection, documents_where: ColumnElement[bool],
+                  chunks_where: ColumnElement[bool]) -> tuple[set[uuid.UUID], set[int]]:
+    """Document and chunk ids matching the clauses (and row-level security), in one statement."""
+    return seen_by(conn, visibility_statement(documents_where, chunks_where))[0]
 
-    With `also_unfiltered`, returns a second pair: the ids row-level security alone admits.
+
+def visibility_statement(documents_where: ColumnElement[bool], chunks_where: ColumnElement[bool]) -> Any:
+    """One SELECT of four id arrays: documents and chunks matching the clauses, then all visible.
+
+    Executing the same statement object on several connections generates its cache key once.
     """
     def ids(model: Any, where: ColumnElement[bool]) -> Any:
         return select(func.array_agg(model.id)).where(where).scalar_subquery()
 
-    columns = [ids(Document, documents_where), ids(Chunk, chunks_where)]
-    if also_unfiltered:
-        columns += [ids(Document, true()), ids(Chunk, true())]
-    row = conn.execute(select(*columns)).one()
-    pairs = [(set(row[i] or ()), set(row[i + 1] or ())) for i in range(0, len(row), 2)]
-    return tuple(pairs) if also_unfiltered else pairs[0]
+    return select(ids(Document, documents_where), ids(Chunk, chunks_where),
+                  ids(Document, true()), ids(Chunk, true()))
+
+
+def seen_by(conn: Connection, statement: Any) -> tuple[tuple[set[uuid.UUID], set[int]], ...]:
+    """Run a `visibility_statement`: ((docs, chunks) matching, (docs, chunks) visible at all)."""
+    row = conn.execute(statement).one()
+    return (set(row[0] or ()), set(row[1] or ())), (set(row[2] or ()), set(row[3] or ()))
 
 
 def ids_of(documents: Iterable[StoredDocument]) -> tuple[set[uuid.UUID], set[int]]:
