@@ -39,7 +39,8 @@ def principal_settings(principal: Principal, levels: ClassificationLevels, now: 
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return {
-        "gateway.tenant": principal.tenant,
+        # No subject or no tenant: bind no tenant, so nothing is visible (as in decide and the predicate).
+        "gateway.tenant": principal.tenant if principal.subject else "",
         "gateway.principals": json.dumps(list(principal.principal_strings)),
         "gateway.clearance": str(levels.clearance_rank(principal.clearance)),
         "gateway.attributes": json.dumps({k: list(v) for k, v in principal.attributes.items()}),

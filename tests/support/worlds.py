@@ -28,6 +28,7 @@ T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 EDGES = tuple(T0 + timedelta(microseconds=d) for d in (-1_000_000, -1, 0, 1, 1_000_000))
 TENANTS = ("a", "a", "a", "a", "a", "b")
 USERS = ("u1", "u2", 'we,ird"{}')
+SUBJECTS = (*USERS, *USERS, "")  # now and then a principal without a subject: it sees nothing
 GROUPS = ("g1", "g2", "{x}")
 ROLES = ("r1", "r2")
 PRINCIPAL_STRINGS = (*(f"user:{u}" for u in USERS), *(f"group:{g}" for g in GROUPS),
@@ -107,7 +108,7 @@ class Choices:
     def principal(self) -> Principal:
         """A random principal (its attributes may be missing or empty)."""
         return Principal(
-            subject=self.pick(USERS),
+            subject=self.pick(SUBJECTS),
             tenant=self.pick(TENANTS),
             groups=self.subset(GROUPS),
             roles=self.subset(ROLES),
