@@ -20,24 +20,36 @@ from gateway import __version__
 from gateway.access.documents import DocumentAccessService
 from gateway.access.explain import AccessExplainer
 from gateway.access.policies import PolicyService
-from gateway.access.service import classification_levels
-from gateway.api import access, health, jwks, me, policies
+from gateway.api import access, chat, documents, health, jwks, me, policies, retrieval
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
+from gateway.audit.failures import FailureAuditor
 from gateway.audit.service import AuditLog
 from gateway.auth.middleware import BearerAuthenticationMiddleware
 from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
 from gateway.errors import ConfigurationError
+from gateway.generation.base import Generator
+from gateway.generation.extractive import ExtractiveGenerator
+from gateway.generation.openai_compat import OpenAIChatGenerator
+from gateway.ingestion.embedders import Embedder, build_embedder, check_dimension
+from gateway.ingestion.service import IngestionService
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
+from gateway.pipeline import QueryPipeline
+from gateway.retrieval.documents import DocumentReader
+from gateway.retrieval.repository import ChunkRepository
+from gateway.retrieval.service import Retriever
 from gateway.settings import Settings, load_settings
 
 
-def create_app(settings: Settings, **components: Any) -> Litestar:
-    """Build the gateway. `components` overrides services (embedder, generator) for tests."""
+def create_app(settings: Settings, *, embedder: Embedder | None = None, **components: Any) -> Litestar:
+    """Build the gateway. `embedder` and `components` override services (tests pass fakes)."""
     if settings.database.url is None:
         raise ConfigurationError("DATABASE_URL is not set (the CLI starts an embedded server)")
+    # Checked here so a schema mismatch stops startup; the local model loads on first use.
+    embedder = embedder or build_embedder(settings.embedding)
+    check_dimension(embedder.dimension, "the embedder's dimension")
     configure_logging(settings.server)
     metrics = Metrics()
     authenticator = build_authenticator(settings)
@@ -46,27 +58,52 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
+            await authenticator.start()
             yield
         finally:
+            await authenticator.close()
+            close = getattr(generator, "aclose", None)
+            if close is not None:
+                await close()
             await engine.dispose()
+            close_embedder = getattr(embedder, "close", None)
+            if callable(close_embedder):
+                close_embedder()
 
     sessions = session_factory(engine)
     audit = AuditLog(sessions, settings.audit, metrics)
-    levels = classification_levels(settings.policy)
+    generator = components.get("generator") or build_generator(settings, embedder, metrics)
+    pipeline = QueryPipeline(
+        settings=settings, sessions=sessions, encoder=embedder,
+        retriever=Retriever(ChunkRepository(settings.retrieval, metrics)),
+        audit=audit, generator=generator, metrics=metrics,
+    )
+    failure_auditor = FailureAuditor(audit)
+    levels = settings.policy.classification_levels()
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": sessions,
         "audit": audit,
+        "failure_auditor": failure_auditor,
+        "embedder": embedder,
+        "generator": generator,
+        "pipeline": pipeline,
+        "metrics": metrics,
+        "authenticator": authenticator,
+        "ingestion": IngestionService(sessions, embedder, settings, audit=audit),
+        "documents": DocumentReader(sessions, levels, audit, metrics),
         "policies": PolicyService(sessions, levels, audit),
         "document_access": DocumentAccessService(sessions, levels, audit),
         "access_explainer": AccessExplainer(sessions, levels, audit),
-        "metrics": metrics,
-        "authenticator": authenticator,
         **components,
     })
     return Litestar(
-        route_handlers=[*health.ROUTES, jwks.dev_jwks, me.whoami, *policies.ROUTES, *access.ROUTES],
+        route_handlers=[
+            *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
+            *documents.ROUTES, *policies.ROUTES, *access.ROUTES,
+        ],
+        after_exception=[failure_auditor.request_failed],
         state=state,
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -99,6 +136,13 @@ def create_app(settings: Settings, **components: Any) -> Litestar:
         logging_config=None,
         debug=False,
     )
+
+
+def build_generator(settings: Settings, embedder: Any, metrics: Metrics) -> Generator:
+    """An LLM when GATEWAY_LLM_BASE_URL is set, else extractive answers."""
+    if settings.llm.base_url:
+        return OpenAIChatGenerator(settings.llm, metrics)
+    return ExtractiveGenerator(embedder)
 
 
 def app_from_environment() -> Litestar:

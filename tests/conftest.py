@@ -13,6 +13,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from gateway.db import migrate  # noqa: E402
 from gateway.db.embedded import DatabaseUrls, EmbeddedDatabase  # noqa: E402
+from gateway.ingestion.embedders import LocalEmbedder  # noqa: E402
+from gateway.ingestion.tokens import WordPieceTokenizer  # noqa: E402
 from gateway.settings import DatabaseSettings, ServerSettings, Settings  # noqa: E402
 from tests.support.database import clone_database, drop_database  # noqa: E402
 
@@ -43,6 +45,23 @@ def db_urls(pg_server: EmbeddedDatabase, template_urls: DatabaseUrls) -> Iterato
     drop_database(pg_server.superuser_url, urls)
 
 
+@pytest.fixture(scope="module")
+def module_db_urls(pg_server: EmbeddedDatabase, template_urls: DatabaseUrls) -> Iterator[DatabaseUrls]:
+    """A fresh migrated database shared by one test module (for apps built once per module)."""
+    urls = clone_database(pg_server.superuser_url, TEMPLATE)
+    yield urls
+    drop_database(pg_server.superuser_url, urls)
+
+
+@pytest.fixture(scope="module")
+def module_settings(module_db_urls: DatabaseUrls, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the module's database, with a module-wide data dir."""
+    return Settings(
+        database=DatabaseSettings(url=module_db_urls.runtime, data_dir=tmp_path_factory.mktemp("data")),
+        server=ServerSettings(log_format="json", log_level="warning"),
+    )
+
+
 @pytest.fixture
 def settings(db_urls: DatabaseUrls, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database, logging as JSON."""
@@ -50,3 +69,17 @@ def settings(db_urls: DatabaseUrls, tmp_path: Path) -> Settings:
         database=DatabaseSettings(url=db_urls.runtime, data_dir=tmp_path / "data"),
         server=ServerSettings(log_format="json", log_level="warning"),
     )
+
+
+@pytest.fixture(scope="session")
+def wordpiece() -> WordPieceTokenizer:
+    """The embedding model's tokenizer, loaded once per session."""
+    return WordPieceTokenizer()
+
+
+@pytest.fixture(scope="session")
+def embedder() -> LocalEmbedder:
+    """The bundled local embedder, its model loaded once per session; pass it to create_app."""
+    local = LocalEmbedder()
+    local.load()
+    return local

@@ -18,18 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from gateway.audit.service import AuditLog
 from gateway.db.access import bind_writer
 from gateway.domain import AuditEvent
-from gateway.settings import PolicySettings
 from policies.model import ClassificationLevels
 from policies.principal import Principal
-
-
-def classification_levels(settings: PolicySettings) -> ClassificationLevels:
-    """The configured classification levels and defaults."""
-    return ClassificationLevels(
-        names=settings.levels,
-        default_document=settings.default_classification,
-        default_clearance=settings.default_clearance,
-    )
 
 
 def current_request_id() -> str:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from gateway.errors import AuthenticationError, GatewayError, PermissionDeniedError
 
@@ -69,6 +72,16 @@ def http_exception_handler(_: Request, exc: HTTPException) -> Response[dict[str,
     return problem(exc.status_code, str(exc.detail), headers=headers or None)
 
 
+def database_error_handler(_: Request, exc: Exception) -> Response[dict[str, Any]]:
+    """The database is unreachable, restarting, or the pool is exhausted: retryable 503."""
+    if isinstance(exc, DBAPIError) and not isinstance(exc.orig, psycopg.OperationalError):
+        log.error("database_error", error=type(exc.orig).__name__)
+        return problem(500, "Internal error", "The request failed unexpectedly.")
+    log.warning("database_unavailable", error=type(exc).__name__)
+    return problem(503, "Service unavailable", "The database is temporarily unavailable.",
+                   headers={"Retry-After": "1"})
+
+
 def unexpected_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     """Anything unplanned: log it with its traceback, answer 500 without one."""
     log.error("unhandled_error", path=request.url.path, exc_info=exc)
@@ -79,5 +92,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     GatewayError: gateway_error_handler,
     ValidationException: validation_handler,
     HTTPException: http_exception_handler,
+    DBAPIError: database_error_handler,
+    PoolTimeoutError: database_error_handler,
+    psycopg.OperationalError: database_error_handler,
     Exception: unexpected_error_handler,
 }

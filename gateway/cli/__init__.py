@@ -15,9 +15,9 @@ from gateway.errors import GatewayError
 
 
 def _command_modules() -> list[ModuleType]:
-    from gateway.cli import database, policy, serve, token
+    from gateway.cli import database, demo, ingest, policy, serve, token
 
-    return [serve, database, token, policy]
+    return [serve, database, token, ingest, demo, policy]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ import structlog
 
 from gateway.access.explain import AccessExplainer, target_principal
 from gateway.access.policies import PolicyService
-from gateway.access.service import AccessAdministration, classification_levels
+from gateway.access.service import AccessAdministration
 from gateway.audit.service import AuditLog
 from gateway.cli import runtime
 from gateway.db.engine import create_engine, session_factory
@@ -75,7 +75,7 @@ def with_service(config: Settings, kind: type[S], work: Callable[[S], Awaitable[
         sessions = session_factory(engine)
         try:
             audit = AuditLog(sessions, config.audit, Metrics())
-            return await work(kind(sessions, classification_levels(config.policy), audit))
+            return await work(kind(sessions, config.policy.classification_levels(), audit))
         finally:
             await engine.dispose()
 
@@ -90,7 +90,7 @@ def run_apply(args: argparse.Namespace) -> int:
     """Validate all files, show the plan, apply it with --yes."""
     config = runtime.settings()
     try:
-        files = load_policy_files(args.files, classification_levels(config.policy))
+        files = load_policy_files(args.files, config.policy.classification_levels())
     except PolicyFileError as exc:
         raise InvalidInputError(f"{exc} (nothing was applied)") from None
     actor = operator(config, args.tenant)

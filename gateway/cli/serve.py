@@ -7,6 +7,7 @@ import os
 
 import uvicorn
 
+from gateway.auth.setup import check_identity_provider
 from gateway.cli import runtime
 
 
@@ -26,6 +27,7 @@ def serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[name] = str(value)
     config = runtime.settings()
+    check_identity_provider(config)
     prepared = runtime.prepare_database(config)
     try:
         uvicorn.run(
