@@ -1,4 +1,4 @@
-"""`gateway demo`: load the bundled demo corpus into the database (idempotent).
+"""`gateway demo`: load the bundled demo corpus and its named policies (idempotent).
 
 Acme Robotics (tenant `acme`) and Globex Shipping (tenant `globex`) are loaded from
 `gateway/demo/corpus/<tenant>/` with the access their sidecar files give them, as a
@@ -13,11 +13,12 @@ import asyncio
 
 from rich.console import Console
 
+from gateway.access.policies import PolicyService
 from gateway.audit.service import AuditLog
 from gateway.cli import runtime
 from gateway.cli.ingest import system_principal
 from gateway.db.engine import create_engine, session_factory
-from gateway.demo import CORPUS, TENANTS
+from gateway.demo import CORPUS, POLICIES, TENANTS
 from gateway.errors import GatewayError
 from gateway.ingestion.bulk import BulkReport, ingest_items
 from gateway.ingestion.embedders import build_embedder
@@ -26,6 +27,7 @@ from gateway.ingestion.sources import iter_documents
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.settings import Settings
+from policies.files import load_policy_files
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -35,13 +37,16 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def load_corpus(config: Settings, database_url: str, console: Console) -> dict[str, BulkReport]:
-    """Ingest every tenant's demo documents; one report per tenant."""
+    """Apply the demo's named policies, then ingest every tenant's documents; one report per tenant."""
     engine = create_engine(database_url, config.database)
     sessions = session_factory(engine)
-    service = IngestionService(sessions, build_embedder(config.embedding), config,
-                               audit=AuditLog(sessions, config.audit, Metrics()))
+    audit = AuditLog(sessions, config.audit, Metrics())
+    service = IngestionService(sessions, build_embedder(config.embedding), config, audit=audit)
     reports: dict[str, BulkReport] = {}
     try:
+        levels = config.policy.classification_levels()
+        await PolicyService(sessions, levels, audit).apply(
+            system_principal(config, TENANTS[0]), load_policy_files([POLICIES], levels))
         for tenant in TENANTS:
             with console.status(f"loading {tenant} documents"):
                 items = iter_documents([CORPUS / tenant], default_access=None,

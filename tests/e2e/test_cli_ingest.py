@@ -106,6 +106,11 @@ def test_demo_loads_both_tenants_and_reloading_changes_nothing(tmp_path, db_urls
     assert "globex: 4 documents loaded" in first.stdout
     tenants = dict(db_rows(db_urls.superuser, "SELECT tenant, count(*) FROM documents GROUP BY tenant"))
     assert tenants == {"acme": 36, "globex": 4}
+    referenced = db_rows(db_urls.superuser, "SELECT DISTINCT policy_name FROM documents"
+                         " WHERE policy_name IS NOT NULL AND policy_name NOT IN"
+                         " (SELECT name FROM access_policies WHERE tenant = documents.tenant)")
+    assert referenced == []  # every named policy the corpus refers to exists
     second = run_cli(["demo"], env, tmp_path, timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "acme: 0 documents loaded (0 chunks), 36 unchanged" in second.stdout
+    assert db_rows(db_urls.superuser, "SELECT DISTINCT version FROM access_policies") == [(1,)]
