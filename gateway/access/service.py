@@ -1,4 +1,4 @@
-"""What the access services share: levels from settings, the writer transaction, change audits.
+"""What the access services share: the writer transaction, change audits, the request id.
 
 A change is audited *before* its transaction commits: the audit record is committed in
 its own transaction first, so a change is never visible without its audit event. If the

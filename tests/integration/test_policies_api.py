@@ -148,3 +148,14 @@ def test_every_policy_change_is_audited_with_before_and_after(api, db_urls):
     assert update["after"]["classification"] == "restricted"
     assert update["version"] == 2
     assert delete["before"]["classification"] == "restricted" and delete["after"] is None
+
+
+def test_a_change_whose_audit_cannot_be_written_is_rolled_back(api, db_urls):
+    with psycopg.connect(db_urls.superuser, autocommit=True) as conn:
+        conn.execute("REVOKE INSERT ON audit_events FROM gateway_runtime")
+    response = api.as_admin("POST", "/v1/policies", json=FINANCE)
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    with psycopg.connect(db_urls.superuser) as conn:
+        assert conn.execute("SELECT count(*) FROM access_policies").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM access_policy_versions").fetchone() == (0,)
