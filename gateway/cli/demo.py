@@ -1,4 +1,4 @@
-"""`gateway demo`: load the bundled demo corpus, then answer one question for several users.
+"""`gateway demo`: load the demo corpus and named policies, then answer for several users.
 
 Acme Robotics (tenant `acme`) and Globex Shipping (tenant `globex`) are loaded from
 `gateway/demo/corpus/<tenant>/` with the access their sidecar files give them, as a
@@ -20,13 +20,14 @@ from rich.console import Console
 from gateway.app import create_app
 from gateway.cli import runtime
 from gateway.cli.ingest import system_principal
-from gateway.demo import CORPUS, QUESTIONS, TENANTS
+from gateway.demo import CORPUS, POLICIES, QUESTIONS, TENANTS
 from gateway.domain import Answer, Principal
 from gateway.errors import GatewayError
 from gateway.ingestion.bulk import BulkReport, ingest_items
 from gateway.ingestion.sources import iter_documents
 from gateway.pipeline import make_question
 from gateway.settings import Settings
+from policies.files import load_policy_files
 
 TOP_K = 3
 
@@ -40,7 +41,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 async def load_corpus(state: Any, config: Settings, console: Console) -> dict[str, BulkReport]:
-    """Ingest every tenant's demo documents through the app's ingestion service."""
+    """Apply the demo's named policies, then ingest every tenant's documents."""
+    levels = config.policy.classification_levels()
+    await state.policies.apply(system_principal(config, TENANTS[0]),
+                               load_policy_files([POLICIES], levels))
     reports: dict[str, BulkReport] = {}
     for tenant in TENANTS:
         with console.status(f"loading {tenant} documents"):

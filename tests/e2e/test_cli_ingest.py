@@ -131,3 +131,8 @@ def test_demo_loads_both_tenants_and_answers_differ_by_access(tmp_path, db_urls)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "acme: 0 documents loaded (0 chunks), 36 unchanged" in second.stdout
     assert "Q: " not in second.stdout
+    referenced = db_rows(db_urls.superuser, "SELECT DISTINCT policy_name FROM documents"
+                         " WHERE policy_name IS NOT NULL AND policy_name NOT IN"
+                         " (SELECT name FROM access_policies WHERE tenant = documents.tenant)")
+    assert referenced == []  # every named policy the corpus refers to exists
+    assert db_rows(db_urls.superuser, "SELECT DISTINCT version FROM access_policies") == [(1,)]
