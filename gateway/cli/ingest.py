@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from gateway.audit.service import AuditLog
+from gateway.audit.signing import AuditSigner
 from gateway.cli import runtime
 from gateway.db.engine import create_engine, session_factory
 from gateway.ingestion.bulk import BulkReport, ingest_items
@@ -97,7 +98,8 @@ async def load(config: Settings, database_url: str, principal: Principal, paths:
     engine = create_engine(database_url, config.database)
     sessions = session_factory(engine)
     service = IngestionService(sessions, build_embedder(config.embedding), config,
-                               audit=AuditLog(sessions, config.audit, Metrics()))
+                               audit=AuditLog(sessions, config.audit, Metrics(),
+                                                        AuditSigner.from_settings(config)))
     total = count_documents(paths)
     columns = (TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:

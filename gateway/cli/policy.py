@@ -22,6 +22,7 @@ from gateway.access.explain import AccessExplainer, target_principal
 from gateway.access.policies import PolicyService
 from gateway.access.service import AccessAdministration
 from gateway.audit.service import AuditLog
+from gateway.audit.signing import AuditSigner
 from gateway.cli import runtime
 from gateway.db.engine import create_engine, session_factory
 from gateway.errors import InvalidInputError
@@ -74,7 +75,7 @@ def with_service(config: Settings, kind: type[S], work: Callable[[S], Awaitable[
         engine = create_engine(prepared.urls.runtime, config.database)
         sessions = session_factory(engine)
         try:
-            audit = AuditLog(sessions, config.audit, Metrics())
+            audit = AuditLog(sessions, config.audit, Metrics(), AuditSigner.from_settings(config))
             return await work(kind(sessions, config.policy.classification_levels(), audit))
         finally:
             await engine.dispose()

@@ -55,7 +55,7 @@ class DocumentReader:
         self._clock = clock
 
     async def read(self, principal: Principal, document_id: uuid.UUID, request_id: str) -> DocumentView:
-        """Return the document if the caller's access admits it; audit either way."""
+        """Return the document if the caller's access admits it (audited); 404 otherwise."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
             await bind_principal(session, principal, self._levels, now)
@@ -63,15 +63,14 @@ class DocumentReader:
                 select(Document).where(Document.id == document_id,
                                        document_access_predicate(principal, now, self._levels))
             )).scalar_one_or_none()
-        status = "ok" if row is not None else "denied"
-        await self._audit.record(AuditEvent(
-            request_id=request_id, action="document.read", principal=principal, status=status,
-            detail={"document_id": str(document_id),
-                    **({"version": row.version, "external_id": row.external_id} if row else {})},
-        ))
-        if row is None:
+        if row is None:  # audited as denied by the failure auditor, like every refused request
             self._metrics.policy_denials.labels("document.read").inc()
             raise NotFoundError("No such document.")
+        await self._audit.record(AuditEvent(
+            request_id=request_id, action="document.read", principal=principal, status="ok",
+            detail={"document_id": str(document_id), "version": row.version,
+                    "external_id": row.external_id},
+        ))
         return DocumentView(
             id=row.id, external_id=row.external_id, title=row.title, text=row.body,
             content_type=row.content_type, source_uri=row.source_uri, metadata=row.metadata_,

@@ -56,7 +56,7 @@ def test_changing_a_documents_access_is_visible_to_the_very_next_query(world, db
     assert response.json()["access"]["allow"] == ["group:hr"]
     assert next_query(runtime, BOB) == set(doc.chunk_ids)
     assert next_query(runtime, ALICE) == set()
-    with psycopg.connect(db_urls.runtime) as conn:
+    with psycopg.connect(db_urls.superuser) as conn:
         action, detail = conn.execute("SELECT action, detail FROM audit_events WHERE action = 'document.access'"
                                       ).fetchone()
     assert detail["before"]["allow"] == ["group:finance"]

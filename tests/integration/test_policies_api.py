@@ -23,7 +23,7 @@ def api(settings):
 
 
 def audit_events(db_urls, action_prefix):
-    with psycopg.connect(db_urls.runtime) as conn:
+    with psycopg.connect(db_urls.superuser) as conn:
         return conn.execute("SELECT action, subject, tenant, detail FROM audit_events"
                             " WHERE action LIKE %s ORDER BY ts", (action_prefix + "%",)).fetchall()
 
