@@ -18,6 +18,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
 from gateway.api import chat, health, jwks, me, retrieval
+from gateway.api.deadline import RequestDeadlineMiddleware
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.failures import FailureAuditor
@@ -71,7 +72,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         retriever=Retriever(ChunkRepository(settings.retrieval, metrics)),
         audit=audit, generator=generator, metrics=metrics,
     )
-    failure_auditor = FailureAuditor(audit)
+    failure_auditor = FailureAuditor(audit, metrics)
     state = State({
         "settings": settings,
         "engine": engine,
@@ -98,6 +99,11 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
                 RequestContextMiddleware,
                 metrics=metrics,
                 max_concurrency=settings.server.max_concurrency,
+            ),
+            DefineMiddleware(
+                RequestDeadlineMiddleware,
+                timeout_s=settings.server.request_timeout_s,
+                metrics=metrics,
             ),
             DefineMiddleware(
                 BearerAuthenticationMiddleware,

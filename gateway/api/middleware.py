@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
 
@@ -63,7 +63,7 @@ class RequestContextMiddleware:
 
         if self.slots.locked():
             self.metrics.rejected_overload.inc()
-            await _overloaded(send_with_id, request_id)
+            await send_unavailable(send_with_id, "Too many concurrent requests; retry shortly.")
             self._finish(scope, 503, 0.0)
             return
         started = time.perf_counter()
@@ -86,14 +86,18 @@ class RequestContextMiddleware:
         )
 
 
-async def _overloaded(send: Any, request_id: str) -> None:
-    body = msgspec.json.encode(
-        {"type": "about:blank", "title": "Service unavailable", "status": 503,
-         "detail": "Too many concurrent requests; retry shortly.", "request_id": request_id}
-    )
-    await send({
+async def send_unavailable(send: Send, detail: str) -> None:
+    """Answer 503 + Retry-After as a problem document, straight on the ASGI channel."""
+    body: dict[str, Any] = {"type": "about:blank", "title": "Service unavailable", "status": 503,
+                            "detail": detail}
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    encoded = msgspec.json.encode(body)
+    start: HTTPResponseStartEvent = {
         "type": "http.response.start", "status": 503,
         "headers": [(b"content-type", b"application/problem+json"), (b"retry-after", b"1"),
-                    (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "http.response.body", "body": body})
+                    (b"content-length", str(len(encoded)).encode())],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": encoded, "more_body": False})
