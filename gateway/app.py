@@ -6,6 +6,7 @@ their own app with their own settings and fakes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -98,7 +99,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
             DefineMiddleware(
                 RequestContextMiddleware,
                 metrics=metrics,
-                max_concurrency=settings.server.max_concurrency,
+                slots=asyncio.Semaphore(settings.server.max_concurrency),
+                max_header_bytes=settings.server.max_header_bytes,
             ),
             DefineMiddleware(
                 RequestDeadlineMiddleware,

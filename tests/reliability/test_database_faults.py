@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.fault.conftest import QUESTION, audit_events
+from tests.reliability.conftest import QUESTION, audit_events
 from tests.support.gateway import live_gateway
 
 pytestmark = [pytest.mark.fault, pytest.mark.e2e]

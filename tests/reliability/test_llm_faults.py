@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from gateway.settings import LLMSettings
-from tests.fault.conftest import QUESTION, audit_events, tight
+from tests.reliability.conftest import QUESTION, audit_events, tight
 from tests.support.faultproxy import FaultProxy, fault_proxy
 from tests.support.gateway import LiveGateway, live_gateway
 from tests.support.llm import StandInLLM, stand_in_llm

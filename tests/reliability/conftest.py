@@ -38,7 +38,7 @@ def tight(settings: Settings, url: str, **server: object) -> Settings:
     """Settings with short timeouts so that every fault resolves within a few seconds."""
     database = dataclasses.replace(settings.database, url=url, pool_size=4, pool_timeout_s=1.0,
                                    connect_timeout_s=2, statement_timeout_ms=3000)
-    server_settings = dataclasses.replace(settings.server, request_timeout_s=4.0, **server)
+    server_settings = dataclasses.replace(settings.server, **{"request_timeout_s": 4.0, **server})
     return settings.replace(database=database, server=server_settings)
 
 

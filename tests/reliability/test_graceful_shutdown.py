@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gateway.auth.devkeys import mint_dev_token
-from tests.fault.conftest import QUESTION, audit_events
+from tests.reliability.conftest import QUESTION, audit_events
 from tests.support.llm import stand_in_llm
 from tests.support.process import gateway_env, gateway_process
 

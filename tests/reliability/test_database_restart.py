@@ -14,7 +14,7 @@ import pytest
 from gateway.db import migrate
 from gateway.db.embedded import EmbeddedDatabase
 from gateway.settings import Settings
-from tests.fault.conftest import CORPUS, audit_events, tight
+from tests.reliability.conftest import CORPUS, audit_events, tight
 from tests.support.corpus import load_documents
 from tests.support.gateway import live_gateway
 
