@@ -55,8 +55,10 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
+            await authenticator.start()
             yield
         finally:
+            await authenticator.close()
             close = getattr(generator, "aclose", None)
             if close is not None:
                 await close()

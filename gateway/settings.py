@@ -111,6 +111,7 @@ class AuthSettings:
         _csv,
     )
     leeway_s: int = env("GATEWAY_JWT_LEEWAY_SECONDS", 30, int)
+    require_at_jwt: bool = env("GATEWAY_OIDC_REQUIRE_AT_JWT", False, _bool)
     jwks_timeout_s: float = env("GATEWAY_JWKS_TIMEOUT_SECONDS", 5.0, _positive_float)
     jwks_min_refresh_s: float = env("GATEWAY_JWKS_MIN_REFRESH_SECONDS", 30.0, _positive_float)
     jwks_max_age_s: float = env("GATEWAY_JWKS_MAX_AGE_SECONDS", 3600.0, _positive_float)
@@ -276,6 +277,12 @@ def _validate(settings: Settings) -> None:
     auth = settings.auth
     if not auth.dev_mode and not auth.audience:
         raise ConfigurationError("GATEWAY_OIDC_AUDIENCE is required when an IdP is configured")
+    if auth.jwks_url and not auth.oidc_issuer:
+        raise ConfigurationError(
+            "GATEWAY_JWKS_URL needs GATEWAY_OIDC_ISSUER too: it is the `iss` tokens must carry"
+        )
+    if not 0 <= auth.leeway_s <= 300:
+        raise ConfigurationError("GATEWAY_JWT_LEEWAY_SECONDS must be between 0 and 300")
     unsafe = [a for a in auth.algorithms if a.upper() == "NONE" or a.upper().startswith("HS")]
     if unsafe:
         raise ConfigurationError(f"GATEWAY_OIDC_ALGORITHMS may not contain {', '.join(unsafe)}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import uvicorn
 
+from gateway.auth.setup import check_identity_provider
 from gateway.cli import runtime
 from gateway.settings import Settings
 
@@ -29,6 +30,7 @@ def serve(args: argparse.Namespace) -> int:
         if value is not None:
             os.environ[name] = str(value)
     config = runtime.settings()
+    check_identity_provider(config)
     prepared = runtime.prepare_database(config)
     try:
         for stop in (signal.SIGTERM, signal.SIGINT):
