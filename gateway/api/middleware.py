@@ -61,7 +61,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -80,6 +81,11 @@ class RequestContextMiddleware:
             self.metrics.in_flight.inc()
             try:
                 await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                # Raised by a middleware inside this one (authentication): Litestar's outer
+                # exception handler answers it after we return, so count its status here.
+                status["code"] = int(getattr(exc, "status_code", 500))
+                raise
             finally:
                 self.metrics.in_flight.dec()
                 self._finish(scope, status["code"], time.perf_counter() - started)
