@@ -21,6 +21,7 @@ from gateway import __version__
 from gateway.api import chat, health, jwks, me, retrieval
 from gateway.api.deadline import RequestDeadlineMiddleware
 from gateway.api.middleware import RequestContextMiddleware
+from gateway.api.openapi import declare_common_responses
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.failures import FailureAuditor
 from gateway.audit.service import AuditLog
@@ -89,10 +90,12 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         "authenticator": authenticator,
         **components,
     })
+    route_handlers = [
+        *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
+    ]
+    declare_common_responses(route_handlers)
     return Litestar(
-        route_handlers=[
-            *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
-        ],
+        route_handlers=route_handlers,
         after_exception=[failure_auditor.request_failed],
         state=state,
         lifespan=[lifespan],
@@ -127,7 +130,6 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-            security=[{"bearer": []}],
         ),
         logging_config=None,
         debug=False,
