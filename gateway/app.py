@@ -18,13 +18,16 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import chat, health, jwks, me, retrieval
+from gateway.api import audit, chat, documents, health, jwks, me, retrieval
 from gateway.api.deadline import RequestDeadlineMiddleware
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.openapi import declare_common_responses
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.failures import FailureAuditor
 from gateway.audit.service import AuditLog
+from gateway.audit.signing import AuditSigner
+from gateway.audit.store import AuditStore
+from gateway.audit.trail import AuditTrail
 from gateway.auth.middleware import BearerAuthenticationMiddleware
 from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
@@ -33,9 +36,11 @@ from gateway.generation.base import Generator
 from gateway.generation.extractive import ExtractiveGenerator
 from gateway.generation.openai_compat import OpenAIChatGenerator
 from gateway.ingestion.embedders import Embedder, build_embedder, check_dimension
+from gateway.ingestion.service import IngestionService
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryPipeline
+from gateway.retrieval.documents import DocumentReader
 from gateway.retrieval.repository import ChunkRepository
 from gateway.retrieval.service import Retriever
 from gateway.settings import Settings, load_settings
@@ -69,29 +74,36 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
                 close_embedder()
 
     sessions = session_factory(engine)
-    audit = AuditLog(sessions, settings.audit, metrics)
+    signer = AuditSigner.from_settings(settings)
+    audit_log = AuditLog(sessions, settings.audit, metrics, signer)
     generator = components.get("generator") or build_generator(settings, embedder, metrics)
     pipeline = QueryPipeline(
         settings=settings, sessions=sessions, encoder=embedder,
         retriever=Retriever(ChunkRepository(settings.retrieval, metrics)),
-        audit=audit, generator=generator, metrics=metrics,
+        audit=audit_log, generator=generator, metrics=metrics,
     )
-    failure_auditor = FailureAuditor(audit, metrics)
+    failure_auditor = FailureAuditor(audit_log, metrics)
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": sessions,
-        "audit": audit,
+        "audit": audit_log,
+        "audit_trail": AuditTrail(AuditStore(sessions), audit_log, signer),
         "failure_auditor": failure_auditor,
         "embedder": embedder,
         "generator": generator,
         "pipeline": pipeline,
         "metrics": metrics,
         "authenticator": authenticator,
+        "ingestion": IngestionService(sessions, embedder, settings, audit=audit_log),
+        "documents": DocumentReader(
+            sessions, settings.policy.classification_levels(), audit_log, metrics
+        ),
         **components,
     })
     route_handlers = [
         *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
+        *documents.ROUTES, *audit.ROUTES,
     ]
     declare_common_responses(route_handlers)
     return Litestar(

@@ -43,6 +43,12 @@ class Metrics:
             "gateway_audit_write_seconds", "Audit write latency", buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.audit_chain_lock = Histogram(
+            "gateway_audit_chain_lock_seconds",
+            "Time an audit append holds its tenant's chain lock (lock granted to commit)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1),
+            registry=r,
+        )
         self.audit_failures = Counter(
             "gateway_audit_failures_total", "Audit writes that failed", registry=r
         )

@@ -68,6 +68,10 @@ def _optional_str(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()) if raw.strip() else None
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     """Where PostgreSQL is. No `url` means an embedded server under `data_dir`."""
@@ -203,6 +207,7 @@ class AuditSettings:
 
     store_query: bool = env("GATEWAY_AUDIT_STORE_QUERY", True, _bool)
     checkpoint_every: int = env("GATEWAY_AUDIT_CHECKPOINT_EVERY", 1000, _positive_int)
+    signing_key: Path | None = env("GATEWAY_AUDIT_SIGNING_KEY", None, _optional_path)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from litestar import Request, post
 from litestar.datastructures import State
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage
 
 from gateway.api.openapi import StreamingOperation, problem_responses
 from gateway.api.retrieval import request_id
@@ -57,7 +57,7 @@ def _completion(answer: Answer, model: str, audit_id: uuid.UUID, complete: bool)
       responses=problem_responses(502, 504), operation_class=StreamingOperation)
 async def chat_completions(
     data: ChatRequest, request: Request[Any, Any, Any], state: State
-) -> dict[str, Any] | ServerSentEvent:
+) -> dict[str, Any] | EventStream:
     """Answer the last user message from the caller's permitted documents, with citations."""
     text = last_user_text(data.messages)
     question = make_question(text, data.top_k, request_id(), "chat", state.settings)

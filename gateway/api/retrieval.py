@@ -9,7 +9,7 @@ import msgspec
 import structlog
 from litestar import Request, post
 from litestar.datastructures import State
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage
 
 from gateway.api.openapi import StreamingOperation, problem_responses
 from gateway.api.retrieval_schemas import (
@@ -45,7 +45,7 @@ async def search(data: SearchRequest, request: Request[Any, Any, Any], state: St
       responses=problem_responses(502, 504), operation_class=StreamingOperation)
 async def query(
     data: QueryRequest, request: Request[Any, Any, Any], state: State
-) -> QueryResponse | ServerSentEvent:
+) -> QueryResponse | EventStream:
     """Answer with citations; `stream: true` sends server-sent events after the audit commit."""
     question = make_question(data.query, data.top_k, request_id(), "query", state.settings)
     if data.stream:

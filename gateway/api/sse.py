@@ -1,9 +1,7 @@
-"""Server-sent event responses that keep their media type.
+"""Server-sent events that keep their media type on handlers that also return JSON.
 
-A handler that answers either JSON or an event stream (`stream: true`) has JSON as its
-declared media type, and Litestar passes the handler's media type to the streaming
-response, where it wins over the response's own: the stream went out labelled
-`application/json`. This response always says `text/event-stream`.
+Litestar's streaming responses let the handler's default media type (JSON) override
+their own; a handler that returns either JSON or an event stream needs this subclass.
 """
 
 from __future__ import annotations
@@ -11,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from litestar.response import ServerSentEvent
-from litestar.response.base import ASGIResponse
 
 
 class EventStream(ServerSentEvent):
-    """A ServerSentEvent whose `text/event-stream` media type the handler cannot override."""
+    """A `text/event-stream` response whatever the handler's declared media type."""
 
-    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
-        """Build the ASGI response with this response's media type."""
-        kwargs["media_type"] = self.media_type
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> Any:
+        """Force the event-stream media type."""
+        kwargs["media_type"] = "text/event-stream"
         return super().to_asgi_response(*args, **kwargs)

@@ -13,7 +13,7 @@ import structlog
 
 from gateway.audit.service import AuditLog
 from gateway.domain import AuditEvent, Principal
-from gateway.errors import AuditUnavailableError, GatewayError, NotFoundError, PermissionDeniedError
+from gateway.errors import AuditUnavailableError, GatewayError, PermissionDeniedError
 from gateway.metrics import Metrics
 
 log = structlog.get_logger("gateway.audit")
@@ -42,8 +42,9 @@ class FailureAuditor:
         handler = scope.get("route_handler")
         opt = getattr(handler, "opt", {}) or {}
         action = opt.get("audit_action") or f"{scope.get('method', '')} {scope.get('path', '')}"
-        if self._metrics is not None and isinstance(exc, PermissionDeniedError | NotFoundError):
-            # Refused by role or by a document's access policy (a hidden document is a 404).
+        if self._metrics is not None and isinstance(exc, PermissionDeniedError):
+            # Refused for lacking a gateway role; a document's access policy counts its own
+            # refusals where it decides them (DocumentReader), so nothing is counted twice.
             self._metrics.policy_denials.labels(opt.get("audit_action") or "other").inc()
         detail: dict[str, Any] = {"http_status": status, "error": type(exc).__name__}
         if isinstance(exc, GatewayError) and "audit_id" in exc.extra:

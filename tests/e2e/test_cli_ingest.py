@@ -95,3 +95,17 @@ def test_ingest_a_thousand_generated_documents(tmp_path, db_urls):
     assert numbers == {"documents": 1000, "chunks": chunk_count, "skipped": 0, "failed": 0}
     assert chunk_count >= 1000
     assert "1000/1000" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_loads_both_tenants_and_reloading_changes_nothing(tmp_path, db_urls):
+    env = gateway_env({"DATABASE_URL": db_urls.runtime, "GATEWAY_DATA_DIR": str(tmp_path / "gw")})
+    first = run_cli(["demo"], env, tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "acme: 36 documents loaded" in first.stdout
+    assert "globex: 4 documents loaded" in first.stdout
+    tenants = dict(db_rows(db_urls.superuser, "SELECT tenant, count(*) FROM documents GROUP BY tenant"))
+    assert tenants == {"acme": 36, "globex": 4}
+    second = run_cli(["demo"], env, tmp_path, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "acme: 0 documents loaded (0 chunks), 36 unchanged" in second.stdout
