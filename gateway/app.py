@@ -121,7 +121,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
             ),
             DefineMiddleware(
                 RequestDeadlineMiddleware,
-                timeout_s=settings.server.request_timeout_s,
+                timeouts={"request": settings.server.request_timeout_s,
+                          "ingest": settings.server.ingest_timeout_s},
                 metrics=metrics,
             ),
             DefineMiddleware(

@@ -99,6 +99,7 @@ class ServerSettings:
     max_concurrency: int = env("GATEWAY_MAX_CONCURRENCY", 64, _positive_int)
     max_connections: int = env("GATEWAY_MAX_CONNECTIONS", 1024, _positive_int)
     request_timeout_s: float = env("GATEWAY_REQUEST_TIMEOUT_SECONDS", 60.0, _positive_float)
+    ingest_timeout_s: float = env("GATEWAY_INGEST_TIMEOUT_SECONDS", 900.0, _positive_float)
     shutdown_timeout_s: int = env("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30, _positive_int)
 
 

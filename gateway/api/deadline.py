@@ -10,12 +10,14 @@ slot, so the work in flight stays bounded). Anything the app sends afterwards is
 
 The deadline covers the time until the response starts. A streamed answer that has
 started is bounded by the LLM's per-read timeout instead: cutting a stream midway
-would only hide its end from the client.
+would only hide its end from the client. A route may name a longer class of deadline
+with `opt={"deadline": "ingest"}`: embedding a large document on a CPU takes minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -40,11 +42,11 @@ class _Progress:
 
 
 class RequestDeadlineMiddleware:
-    """Answers 503 when a request has not started its response within `timeout_s`."""
+    """Answers 503 when a request has not started its response within its route's deadline."""
 
-    def __init__(self, app: ASGIApp, *, timeout_s: float, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, *, timeouts: Mapping[str, float], metrics: Metrics) -> None:
         self.app = app
-        self.timeout_s = timeout_s
+        self.timeouts = timeouts  # by deadline class; "request" is the default class
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,8 +66,10 @@ class RequestDeadlineMiddleware:
                 timer.cancel()
             await send(message)
 
+        opt = getattr(scope.get("route_handler"), "opt", None) or {}
+        timeout_s = self.timeouts.get(opt.get("deadline", "request"), self.timeouts["request"])
         timer = asyncio.get_running_loop().call_later(
-            self.timeout_s, self._expire, task, progress, send
+            timeout_s, self._expire, task, progress, send, timeout_s
         )
         try:
             await self.app(scope, receive, guarded_send)
@@ -79,18 +83,19 @@ class RequestDeadlineMiddleware:
         if progress.expiry is not None:  # the app returned just as the deadline fired
             await asyncio.shield(progress.expiry)
 
-    def _expire(self, task: asyncio.Task[Any], progress: _Progress, send: Send) -> None:
+    def _expire(self, task: asyncio.Task[Any], progress: _Progress, send: Send,
+                timeout_s: float) -> None:
         if progress.started:
             return
         progress.expired = True
         progress.expiry = asyncio.get_running_loop().create_task(
-            self._answer_then_cancel(task, progress, send)
+            self._answer_then_cancel(task, progress, send, timeout_s)
         )
 
     async def _answer_then_cancel(self, task: asyncio.Task[Any], progress: _Progress,
-                                  send: Send) -> None:
+                                  send: Send, timeout_s: float) -> None:
         self.metrics.deadline_exceeded.inc()
-        log.warning("request_deadline_exceeded", timeout_s=self.timeout_s)
+        log.warning("request_deadline_exceeded", timeout_s=timeout_s)
         try:
             await send_unavailable(send, "The request did not complete in time; retry shortly.")
         except Exception as exc:  # the client may be gone; the work must be stopped regardless

@@ -51,7 +51,7 @@ def _request_id() -> str:
     return str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex)
 
 
-@post("/v1/documents", guards=WRITERS, tags=["documents"], status_code=201)
+@post("/v1/documents", guards=WRITERS, tags=["documents"], status_code=201, opt={"deadline": "ingest"})
 async def ingest_document(request: Request[Principal, Any, Any], state: State,
                           data: DocumentIn) -> DocumentWritten:
     """Ingest or update a document; unchanged content keeps its version and is not re-embedded."""
