@@ -17,6 +17,7 @@ import structlog
 from litestar import Request, delete, get, post
 from litestar.datastructures import State
 
+from gateway.api.openapi import problem_responses
 from gateway.auth.guards import requires_role
 from gateway.domain import Principal
 from gateway.ingestion.documents import document_from_wire
@@ -79,7 +80,8 @@ class DocumentOut(msgspec.Struct):
     updated_at: datetime
 
 
-@get("/v1/documents/{document_id:uuid}", tags=["documents"], opt={"audit_action": "document.read"})
+@get("/v1/documents/{document_id:uuid}", tags=["documents"], opt={"audit_action": "document.read"},
+     responses=problem_responses(404))
 async def read_document(
     request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
 ) -> DocumentOut:
@@ -88,7 +90,8 @@ async def read_document(
     return DocumentOut(**dataclasses.asdict(view))
 
 
-@delete("/v1/documents/{document_id:uuid}", guards=WRITERS, tags=["documents"], status_code=204)
+@delete("/v1/documents/{document_id:uuid}", guards=WRITERS, tags=["documents"], status_code=204,
+        responses=problem_responses(404))
 async def delete_document(
     request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
 ) -> None:

@@ -1,12 +1,13 @@
 """What the OpenAPI document promises, kept true to what the middleware really answers.
 
 Some answers come from no handler: the bearer middleware's 401 on every protected
-operation, the body parser's 400/413/422, the role guards' 403, and the 503 of the
-concurrency bound, the request deadline and an unreachable database. They are declared
-here for every operation at once (`declare_common_responses`), so no route can forget
-them; answers specific to one handler (an LLM's 502/504, a hidden document's 404) are
-declared on its decorator with `problem_responses`. Security is declared per operation,
-exactly where the middleware demands a token: public routes carry none.
+operation, the parameter and body parsers' 400/413/422, the role guards' 403, the
+router's 404 for a malformed path parameter, and the 503 of the concurrency bound, the
+request deadline and an unreachable database. They are declared here for every
+operation at once (`declare_common_responses`), so no route can forget them; answers
+specific to one handler (an LLM's 502/504, a hidden document's 404) are declared on its
+decorator with `problem_responses`. Security is declared per operation, exactly where
+the middleware demands a token: public routes carry none.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, Schema
 from gateway.api.problems import PROBLEM_MEDIA_TYPE
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+_INJECTED = frozenset({"request", "state", "scope", "headers", "cookies", "socket"})
 
 
 class Problem(msgspec.Struct, kw_only=True):
@@ -52,8 +54,13 @@ def _common_statuses(handler: HTTPRouteHandler) -> list[int]:
         statuses.append(401)
     if handler.guards:
         statuses.append(403)
-    if "data" in inspect.signature(handler.fn).parameters:
-        statuses.extend((400, 413, 422))
+    parameters = set(inspect.signature(handler.fn).parameters) - _INJECTED
+    if "data" in parameters:
+        statuses.append(413)
+    if parameters:  # a body, or path / query parameters: malformed 400, unacceptable 422
+        statuses.extend((400, 422))
+    if any("{" in path for path in handler.paths):
+        statuses.append(404)  # a malformed path parameter matches no route
     return statuses
 
 
@@ -86,3 +93,19 @@ class StreamingOperation(Operation):
             kept = [s for s in one_of if not (isinstance(s, Schema) and s.to_schema() == {})]
             json_body.schema = kept[0] if len(kept) == 1 else Schema(one_of=kept)
         content["text/event-stream"] = OpenAPIMediaType()  # a stream of events, no JSON schema
+
+
+def streamed_as(*media_types: str) -> type[Operation]:
+    """An Operation class whose 200 is a stream in one of `media_types` (an export, say).
+
+    Litestar documents a `Stream` as JSON; media type parameters (`; charset=`) are dropped.
+    """
+
+    @dataclass
+    class StreamedOperation(Operation):
+        def __post_init__(self) -> None:
+            ok = (self.responses or {}).get("200")
+            if ok is not None and hasattr(ok, "content"):
+                ok.content = {m.split(";")[0].strip(): OpenAPIMediaType() for m in media_types}
+
+    return StreamedOperation
