@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
@@ -58,6 +59,7 @@ def test_metrics_expose_requests_retrieval_audit_auth_policy_llm_and_pool(settin
             bad = {"Authorization": "Bearer not.a.token"}
             assert c.post("/v1/search", json={"query": QUESTION}, headers=bad).status_code == 401
             assert c.get("/v1/test-only/admin", headers=auth).status_code == 403
+            assert c.get(f"/v1/documents/{uuid.uuid4()}", headers=auth).status_code == 404
             exposition = c.get("/metrics")
     assert exposition.headers["content-type"].startswith("text/plain")
     found = samples(exposition.text)
@@ -71,6 +73,7 @@ def test_metrics_expose_requests_retrieval_audit_auth_policy_llm_and_pool(settin
     assert value(found, "gateway_auth_failures_total", reason="no credentials") == 1
     assert sum(v for (name, _), v in found.items() if name == "gateway_auth_failures_total") == 2
     assert value(found, "gateway_policy_denials_total", action="admin_test") == 1
+    assert value(found, "gateway_policy_denials_total", action="document.read") == 1  # once
     assert value(found, "gateway_llm_seconds_count") == 2
     assert value(found, "gateway_llm_errors_total", kind="bad_response") == 1
     assert value(found, "gateway_db_pool_size") == 4
