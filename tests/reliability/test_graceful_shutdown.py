@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -47,7 +48,7 @@ def test_stop_signal_lets_requests_in_flight_finish_with_their_audit_events(
     tmp_path: Path, corpus_db, settings, signum
 ):
     data_dir = tmp_path / "gw"
-    token = mint_dev_token(settings.replace(database=settings.database.__class__(data_dir=data_dir)),
+    token = mint_dev_token(settings.replace(database=dataclasses.replace(settings.database, data_dir=data_dir)),
                            sub="ann", tenant="acme")
     results: list = []
     lock = threading.Lock()
