@@ -33,7 +33,6 @@ from gateway.db.embedded import EmbeddedDatabase  # noqa: E402
 from gateway.db.engine import create_engine, session_factory  # noqa: E402
 from gateway.ingestion.chunking import Chunker  # noqa: E402
 from gateway.ingestion.documents import DocumentInput, prepare  # noqa: E402
-from gateway.ingestion.documents import classification_levels as levels_of  # noqa: E402
 from gateway.ingestion.embedders import LocalEmbedder  # noqa: E402
 from gateway.ingestion.service import IngestionService  # noqa: E402
 from gateway.ingestion.tokens import WordPieceTokenizer  # noqa: E402
@@ -83,7 +82,7 @@ async def run(settings: Settings, embedder, documents, tenant: str, batch_size: 
     engine = create_engine(settings.database.url or "", settings.database)
     service = IngestionService(session_factory(engine), embedder, settings, tokenizer=WordPieceTokenizer())
     principal = Principal(subject="bench", tenant=tenant, roles=("ingest",))
-    service._chunker.chunk(prepare(documents[0], principal, levels_of(settings.policy),
+    service._chunker.chunk(prepare(documents[0], principal, settings.policy.classification_levels(),
                                    max_bytes=10**7).extracted)  # load the tokenizer untimed
     chunks = 0
     started = time.perf_counter()
@@ -99,7 +98,7 @@ def all_chunk_texts(settings: Settings, documents, tenant: str) -> list[str]:
     chunker = Chunker(WordPieceTokenizer(), settings.ingestion.chunk_tokens,
                       settings.ingestion.chunk_overlap_tokens)
     principal = Principal(subject="bench", tenant=tenant, roles=("ingest",))
-    levels = levels_of(settings.policy)
+    levels = settings.policy.classification_levels()
     return [c.text for d in documents
             for c in chunker.chunk(prepare(d, principal, levels, max_bytes=10**7).extracted)]
 

@@ -18,7 +18,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import audit, chat, documents, health, jwks, me, retrieval
+from gateway.access.documents import DocumentAccessService
+from gateway.access.explain import AccessExplainer
+from gateway.access.policies import PolicyService
+from gateway.api import access, audit, chat, documents, health, jwks, me, policies, retrieval
 from gateway.api.deadline import RequestDeadlineMiddleware
 from gateway.api.middleware import RequestContextMiddleware
 from gateway.api.openapi import declare_common_responses
@@ -83,6 +86,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         audit=audit_log, generator=generator, metrics=metrics,
     )
     failure_auditor = FailureAuditor(audit_log, metrics)
+    levels = settings.policy.classification_levels()
     state = State({
         "settings": settings,
         "engine": engine,
@@ -96,14 +100,15 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         "metrics": metrics,
         "authenticator": authenticator,
         "ingestion": IngestionService(sessions, embedder, settings, audit=audit_log),
-        "documents": DocumentReader(
-            sessions, settings.policy.classification_levels(), audit_log, metrics
-        ),
+        "documents": DocumentReader(sessions, levels, audit_log, metrics),
+        "policies": PolicyService(sessions, levels, audit_log),
+        "document_access": DocumentAccessService(sessions, levels, audit_log),
+        "access_explainer": AccessExplainer(sessions, levels, audit_log),
         **components,
     })
     route_handlers = [
         *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
-        *documents.ROUTES, *audit.ROUTES,
+        *documents.ROUTES, *policies.ROUTES, *access.ROUTES, *audit.ROUTES,
     ]
     declare_common_responses(route_handlers)
     return Litestar(

@@ -52,7 +52,8 @@ def _request_id() -> str:
     return str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex)
 
 
-@post("/v1/documents", guards=WRITERS, tags=["documents"], status_code=201, opt={"deadline": "ingest"})
+@post("/v1/documents", guards=WRITERS, tags=["documents"], status_code=201,
+      opt={"audit_action": "document.ingest", "deadline": "ingest"})
 async def ingest_document(request: Request[Principal, Any, Any], state: State,
                           data: DocumentIn) -> DocumentWritten:
     """Ingest or update a document; unchanged content keeps its version and is not re-embedded."""
@@ -91,7 +92,7 @@ async def read_document(
 
 
 @delete("/v1/documents/{document_id:uuid}", guards=WRITERS, tags=["documents"], status_code=204,
-        responses=problem_responses(404))
+        opt={"audit_action": "document.delete"}, responses=problem_responses(404))
 async def delete_document(
     request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
 ) -> None:

@@ -15,17 +15,20 @@ HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "corpus"
 POLICIES = HERE / "policies.yaml"
 TENANTS = ("acme", "globex")
+DEMO_ISSUER = "urn:gateway:demo"
 
-USERS = (
-    Principal(subject="alice", tenant="acme", groups=("engineering",), clearance="internal",
-              attributes={"region": ("US",)}),
-    Principal(subject="bob", tenant="acme", groups=("finance",), clearance="confidential",
-              attributes={"region": ("EU",)}),
-    Principal(subject="carol", tenant="acme", groups=("hr", "managers"), clearance="restricted",
-              attributes={"region": ("EU",)}),
-    Principal(subject="dave", tenant="globex", groups=("crew",), clearance="internal"),
-)
-QUESTIONS = (
-    "How much will salaries increase in 2026?",
-    "How many weeks of paid parental leave do new parents get?",
+ALICE = Principal(subject="alice", issuer=DEMO_ISSUER, tenant="acme", groups=("engineering",),
+                  clearance="internal", attributes={"region": ("US",)})
+BOB = Principal(subject="bob", issuer=DEMO_ISSUER, tenant="acme", groups=("finance",),
+                clearance="confidential", attributes={"region": ("EU",)})
+CAROL = Principal(subject="carol", issuer=DEMO_ISSUER, tenant="acme", groups=("hr", "managers"),
+                  clearance="restricted", attributes={"region": ("EU",)})
+DAVE = Principal(subject="dave", issuer=DEMO_ISSUER, tenant="globex", groups=("crew",),
+                 clearance="internal")
+USERS = (ALICE, BOB, CAROL, DAVE)
+
+# Each question is asked by several users; their access decides what they are told.
+QUESTIONS: tuple[tuple[str, tuple[Principal, ...]], ...] = (
+    ("How much will salaries increase in 2026?", (ALICE, BOB, CAROL)),
+    ("How many weeks of paid parental leave do new parents get?", (ALICE, DAVE)),
 )

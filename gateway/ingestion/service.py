@@ -35,7 +35,7 @@ from gateway.errors import (
 )
 from gateway.ingestion import store
 from gateway.ingestion.chunking import Chunker, Tokenizer
-from gateway.ingestion.documents import DocumentInput, PreparedDocument, classification_levels, prepare
+from gateway.ingestion.documents import DocumentInput, PreparedDocument, prepare
 from gateway.ingestion.embedders import Embedder
 from gateway.ingestion.store import EmbeddedChunk, Written
 from gateway.ingestion.tokens import WordPieceTokenizer
@@ -69,25 +69,35 @@ class IngestionService:
         self._sessions = sessions
         self._embedder = embedder
         self._audit = audit
-        self._levels = classification_levels(settings.policy)
+        self._levels = settings.policy.classification_levels()
         self._max_bytes = settings.ingestion.max_document_bytes
         self._chunker = Chunker(tokenizer or WordPieceTokenizer(), settings.ingestion.chunk_tokens,
                                 settings.ingestion.chunk_overlap_tokens)
 
     async def ingest(self, principal: Principal, document: DocumentInput, *, request_id: str = "") -> Written:
-        """Ingest one document; its failure is raised as the domain error it is."""
-        outcome = (await self.ingest_many(principal, [document], request_id=request_id))[0]
+        """Ingest one document (the API path); a failure is raised as the domain error it is.
+
+        Only a success is audited here: the HTTP layer audits every failed request.
+        """
+        outcome = (await self._ingest(principal, [document]))[0]
         if isinstance(outcome, IngestFailure):
             raise outcome.error
+        await self._record_ingest(principal, [outcome], request_id)
         return outcome
 
     async def ingest_many(
         self, principal: Principal, documents: Sequence[DocumentInput], *, request_id: str = ""
     ) -> list[IngestOutcome]:
-        """Ingest a batch; one outcome per document, in order. Repeated ids apply in order.
+        """Ingest a batch (the bulk path); one outcome per document, in order.
 
-        The batch is audited as one `document.ingest` event (access changes are audited).
+        The batch is audited as one `document.ingest` event listing every outcome.
         """
+        results = await self._ingest(principal, documents)
+        await self._record_ingest(principal, results, request_id)
+        return results
+
+    async def _ingest(self, principal: Principal, documents: Sequence[DocumentInput]) -> list[IngestOutcome]:
+        """Prepare each document, then write in rounds; repeated external ids apply in order."""
         outcomes: list[IngestOutcome | None] = [None] * len(documents)
         prepared: list[tuple[int, PreparedDocument]] = []
         for position, document in enumerate(documents):
@@ -100,19 +110,16 @@ class IngestionService:
             written = await self._write_isolated([document for _, document in batch])
             for (position, _), outcome in zip(batch, written, strict=True):
                 outcomes[position] = outcome
-        results = [outcome for outcome in outcomes if outcome is not None]
-        await self._record_ingest(principal, results, request_id)
-        return results
+        return [outcome for outcome in outcomes if outcome is not None]
 
     async def delete(self, principal: Principal, document_id: uuid.UUID, *, request_id: str = "") -> None:
         """Delete a document of the principal's tenant with its chunks; 404 if there is none."""
         async with self._sessions() as session, session.begin():
             await bind_writer(session, principal.tenant)
             deleted = await store.delete_document(session, principal.tenant, document_id)
-        await self._record(principal, request_id, "document.delete", "ok" if deleted else "not_found",
-                           {"document_id": str(document_id)})
         if not deleted:
-            raise NotFoundError("no such document")
+            raise NotFoundError("No such document.")  # audited by the HTTP layer, like every 404
+        await self._record(principal, request_id, "document.delete", "ok", {"document_id": str(document_id)})
 
     async def _record_ingest(
         self, principal: Principal, results: list[IngestOutcome], request_id: str

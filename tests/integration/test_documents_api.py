@@ -108,14 +108,21 @@ def test_a_changed_document_gets_a_new_version_and_its_old_chunks_are_gone(clien
     assert count(db_urls, "SELECT count(*) FROM chunks WHERE document_version = 2") == 1
 
 
-def test_ingestion_is_audited(client, settings, db_urls):
+def test_ingestion_deletion_and_refusals_are_audited_once_each(client, settings, db_urls):
     body = {"external_id": "audited", "title": "A", "text": "Audited text.", "access": ACCESS}
     created = client.post("/v1/documents", json=body, headers=auth(settings)).json()
+    denied = client.post("/v1/documents", json={**body, "access": {**ACCESS, "tenant": "globex"}},
+                         headers=auth(settings))
+    assert denied.status_code == 403
+    assert client.delete(f"/v1/documents/{created['id']}", headers=auth(settings)).status_code == 204
+    assert client.delete(f"/v1/documents/{created['id']}", headers=auth(settings)).status_code == 404
     with psycopg.connect(db_urls.superuser) as conn:
-        action, status, subject, detail = conn.execute(
-            "SELECT action, status, subject, detail FROM audit_events").fetchone()
-    assert (action, status, subject) == ("document.ingest", "ok", "loader")
-    assert detail["documents"][0]["document_id"] == created["id"]
+        events = conn.execute("SELECT action, status, subject, detail FROM audit_events ORDER BY ts").fetchall()
+    assert [(a, s, sub) for a, s, sub, _ in events] == [
+        ("document.ingest", "ok", "loader"), ("document.ingest", "denied", "loader"),
+        ("document.delete", "ok", "loader"), ("document.delete", "denied", "loader")]
+    assert events[0][3]["documents"][0]["document_id"] == created["id"]
+    assert events[2][3]["document_id"] == created["id"]
 
 
 @pytest.mark.parametrize(("roles", "status"), [((), 403), (("auditor",), 403), (("admin",), 201)])
@@ -174,3 +181,45 @@ def test_delete_removes_the_document_and_chunks_and_is_404_elsewhere(client, set
     assert response.status_code == 204
     assert count(db_urls, "SELECT count(*) FROM chunks") == 0
     assert client.delete(f"/v1/documents/{created['id']}", headers=auth(settings)).status_code == 404
+
+
+def reader(settings, *, sub="reader", groups=("staff",), tenant="acme", clearance="internal"):
+    token = mint_dev_token(settings, sub=sub, groups=groups, tenant=tenant, clearance=clearance)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_document_is_readable_by_those_its_access_admits_and_404_for_everyone_else(client, settings, db_urls):
+    body = {"external_id": "handbook", "title": "Handbook", "text": "# Leave\n\nTwenty-five days.",
+            "content_type": "text/markdown", "metadata": {"owner": "hr"},
+            "access": {"allow": ["group:staff"], "deny": ["user:mallory"], "classification": "confidential"}}
+    created = client.post("/v1/documents", json=body, headers=auth(settings)).json()
+    url = f"/v1/documents/{created['id']}"
+    allowed = client.get(url, headers=reader(settings, clearance="confidential"))
+    assert allowed.status_code == 200
+    document = allowed.json()
+    assert (document["text"], document["version"], document["classification"]) == (
+        "# Leave\n\nTwenty-five days.", 1, "confidential")
+    assert document["metadata"] == {"owner": "hr"} and document["content_type"] == "text/markdown"
+    refused = [
+        client.get(url, headers=reader(settings)),  # clearance too low
+        client.get(url, headers=reader(settings, groups=("sales",), clearance="restricted")),
+        client.get(url, headers=reader(settings, sub="mallory", clearance="restricted")),
+        client.get(url, headers=reader(settings, tenant="globex", clearance="restricted")),
+        client.get(url, headers=auth(settings)),  # the writer role grants no reading
+    ]
+    missing = client.get("/v1/documents/00000000-0000-0000-0000-000000000000",
+                         headers=reader(settings, clearance="confidential"))
+    assert {r.status_code for r in [*refused, missing]} == {404}
+    assert {r.json()["detail"] for r in [*refused, missing]} == {missing.json()["detail"]}
+    with psycopg.connect(db_urls.superuser) as conn:
+        reads = conn.execute("SELECT status, count(*) FROM audit_events WHERE action = 'document.read'"
+                             " GROUP BY status").fetchall()
+    assert dict(reads)["ok"] == 1 and dict(reads)["denied"] >= 6, "every refused read is audited"
+
+
+def test_a_deleted_document_can_no_longer_be_read(client, settings):
+    body = {"external_id": "memo", "title": "Memo", "text": "Short memo.", "access": ACCESS}
+    created = client.post("/v1/documents", json=body, headers=auth(settings)).json()
+    assert client.get(f"/v1/documents/{created['id']}", headers=reader(settings)).status_code == 200
+    assert client.delete(f"/v1/documents/{created['id']}", headers=auth(settings)).status_code == 204
+    assert client.get(f"/v1/documents/{created['id']}", headers=reader(settings)).status_code == 404
