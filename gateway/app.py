@@ -6,6 +6,7 @@ their own app with their own settings and fakes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,7 +22,9 @@ from gateway.access.documents import DocumentAccessService
 from gateway.access.explain import AccessExplainer
 from gateway.access.policies import PolicyService
 from gateway.api import access, audit, chat, documents, health, jwks, me, policies, retrieval
+from gateway.api.deadline import RequestDeadlineMiddleware
 from gateway.api.middleware import RequestContextMiddleware
+from gateway.api.openapi import declare_common_responses
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.failures import FailureAuditor
 from gateway.audit.service import AuditLog
@@ -82,7 +85,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         retriever=Retriever(ChunkRepository(settings.retrieval, metrics)),
         audit=audit_log, generator=generator, metrics=metrics,
     )
-    failure_auditor = FailureAuditor(audit_log)
+    failure_auditor = FailureAuditor(audit_log, metrics)
     levels = settings.policy.classification_levels()
     state = State({
         "settings": settings,
@@ -103,11 +106,13 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
         "access_explainer": AccessExplainer(sessions, levels, audit_log),
         **components,
     })
+    route_handlers = [
+        *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
+        *documents.ROUTES, *policies.ROUTES, *access.ROUTES, *audit.ROUTES,
+    ]
+    declare_common_responses(route_handlers)
     return Litestar(
-        route_handlers=[
-            *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
-            *documents.ROUTES, *policies.ROUTES, *access.ROUTES, *audit.ROUTES,
-        ],
+        route_handlers=route_handlers,
         after_exception=[failure_auditor.request_failed],
         state=state,
         lifespan=[lifespan],
@@ -116,7 +121,14 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
             DefineMiddleware(
                 RequestContextMiddleware,
                 metrics=metrics,
-                max_concurrency=settings.server.max_concurrency,
+                slots=asyncio.Semaphore(settings.server.max_concurrency),
+                max_header_bytes=settings.server.max_header_bytes,
+            ),
+            DefineMiddleware(
+                RequestDeadlineMiddleware,
+                timeouts={"request": settings.server.request_timeout_s,
+                          "ingest": settings.server.ingest_timeout_s},
+                metrics=metrics,
             ),
             DefineMiddleware(
                 BearerAuthenticationMiddleware,
@@ -136,7 +148,6 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-            security=[{"bearer": []}],
         ),
         logging_config=None,
         debug=False,

@@ -28,6 +28,10 @@ class Metrics:
         self.rejected_overload = Counter(
             "gateway_overload_rejections_total", "Requests refused with 503 (too many)", registry=r
         )
+        self.deadline_exceeded = Counter(
+            "gateway_request_deadline_exceeded_total",
+            "Requests answered 503 at GATEWAY_REQUEST_TIMEOUT_SECONDS", registry=r,
+        )
         self.auth_failures = Counter(
             "gateway_auth_failures_total", "Failed authentications", ["reason"], registry=r
         )

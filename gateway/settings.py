@@ -95,7 +95,12 @@ class ServerSettings:
     log_level: str = env("GATEWAY_LOG_LEVEL", "info", _one_of("debug", "info", "warning", "error"))
     log_format: str = env("GATEWAY_LOG_FORMAT", "auto", _one_of("auto", "json", "console"))
     max_body_bytes: int = env("GATEWAY_MAX_BODY_BYTES", 20 * 1024 * 1024, _positive_int)
+    max_header_bytes: int = env("GATEWAY_MAX_HEADER_BYTES", 32 * 1024, _positive_int)
     max_concurrency: int = env("GATEWAY_MAX_CONCURRENCY", 64, _positive_int)
+    max_connections: int = env("GATEWAY_MAX_CONNECTIONS", 1024, _positive_int)
+    request_timeout_s: float = env("GATEWAY_REQUEST_TIMEOUT_SECONDS", 60.0, _positive_float)
+    ingest_timeout_s: float = env("GATEWAY_INGEST_TIMEOUT_SECONDS", 900.0, _positive_float)
+    shutdown_timeout_s: int = env("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30, _positive_int)
 
 
 @dataclass(frozen=True)
@@ -291,6 +296,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("GATEWAY_EMBEDDING_BASE_URL is required when GATEWAY_EMBEDDER=openai")
     if settings.retrieval.default_top_k > settings.retrieval.max_top_k:
         raise ConfigurationError("GATEWAY_DEFAULT_TOP_K exceeds GATEWAY_MAX_TOP_K")
+    if settings.server.request_timeout_s <= settings.llm.timeout_s:
+        # The LLM's own timeout answers 504 and is audited; the request deadline is a backstop.
+        raise ConfigurationError(
+            "GATEWAY_REQUEST_TIMEOUT_SECONDS must exceed GATEWAY_LLM_TIMEOUT_SECONDS"
+        )
 
 
 def load_settings(

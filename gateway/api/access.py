@@ -15,6 +15,7 @@ from litestar.datastructures import State
 
 from gateway.access.documents import DocumentAccessChange
 from gateway.access.explain import Explanation, target_principal
+from gateway.api.openapi import problem_responses
 from gateway.api.policies import ADMIN, AdminRequest
 
 
@@ -110,7 +111,8 @@ async def set_document_access(document_id: uuid.UUID, data: AccessBody, request:
     return DocumentAccessView.of(change)
 
 
-@post("/v1/access/explain", guards=ADMIN, tags=["access"], status_code=200)
+@post("/v1/access/explain", guards=ADMIN, tags=["access"], status_code=200,
+      responses=problem_responses(404))
 async def explain_access(data: ExplainRequest, request: AdminRequest, state: State) -> ExplainView:
     """Whether a principal may see a document, why (rule by rule), and the SQL locks' verdicts."""
     spec = msgspec.structs.asdict(data.principal) if data.principal else None

@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 from litestar.response import Stream
 
+from gateway.api.openapi import problem_responses, streamed_as
 from gateway.audit.export import MEDIA_TYPES
 from gateway.audit.trail import ExportFilters
 from gateway.auth.guards import requires_role
@@ -25,7 +26,8 @@ def _request_id() -> str:
     return str(structlog.contextvars.get_contextvars().get("request_id") or uuid.uuid4().hex)
 
 
-@get("/v1/audit/events", guards=AUDITOR, tags=["audit"])
+@get("/v1/audit/events", guards=AUDITOR, tags=["audit"], responses=problem_responses(422),
+     operation_class=streamed_as(*MEDIA_TYPES.values()))
 async def export_events(
     request: Request[Principal, Any, Any],
     state: State,

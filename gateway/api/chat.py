@@ -15,6 +15,7 @@ from litestar import Request, post
 from litestar.datastructures import State
 from litestar.response import ServerSentEventMessage
 
+from gateway.api.openapi import StreamingOperation, problem_responses
 from gateway.api.retrieval import request_id
 from gateway.api.retrieval_schemas import ChatMessage, ChatRequest, citation
 from gateway.api.sse import EventStream
@@ -52,7 +53,8 @@ def _completion(answer: Answer, model: str, audit_id: uuid.UUID, complete: bool)
     }
 
 
-@post("/v1/chat/completions", tags=["retrieval"], status_code=200, opt={"audit_action": "chat"})
+@post("/v1/chat/completions", tags=["retrieval"], status_code=200, opt={"audit_action": "chat"},
+      responses=problem_responses(502, 504), operation_class=StreamingOperation)
 async def chat_completions(
     data: ChatRequest, request: Request[Any, Any, Any], state: State
 ) -> dict[str, Any] | EventStream:

@@ -17,6 +17,7 @@ import structlog
 from litestar import Request, delete, get, post
 from litestar.datastructures import State
 
+from gateway.api.openapi import problem_responses
 from gateway.auth.guards import requires_role
 from gateway.domain import Principal
 from gateway.ingestion.documents import document_from_wire
@@ -52,7 +53,7 @@ def _request_id() -> str:
 
 
 @post("/v1/documents", guards=WRITERS, tags=["documents"], status_code=201,
-      opt={"audit_action": "document.ingest"})
+      opt={"audit_action": "document.ingest", "deadline": "ingest"})
 async def ingest_document(request: Request[Principal, Any, Any], state: State,
                           data: DocumentIn) -> DocumentWritten:
     """Ingest or update a document; unchanged content keeps its version and is not re-embedded."""
@@ -80,7 +81,8 @@ class DocumentOut(msgspec.Struct):
     updated_at: datetime
 
 
-@get("/v1/documents/{document_id:uuid}", tags=["documents"], opt={"audit_action": "document.read"})
+@get("/v1/documents/{document_id:uuid}", tags=["documents"], opt={"audit_action": "document.read"},
+     responses=problem_responses(404))
 async def read_document(
     request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
 ) -> DocumentOut:
@@ -90,7 +92,7 @@ async def read_document(
 
 
 @delete("/v1/documents/{document_id:uuid}", guards=WRITERS, tags=["documents"], status_code=204,
-        opt={"audit_action": "document.delete"})
+        opt={"audit_action": "document.delete"}, responses=problem_responses(404))
 async def delete_document(
     request: Request[Principal, Any, Any], state: State, document_id: uuid.UUID
 ) -> None:

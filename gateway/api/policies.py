@@ -14,6 +14,7 @@ from litestar.datastructures import State
 from litestar.params import Parameter
 
 from gateway.access.policies import PolicyVersion, StoredPolicy
+from gateway.api.openapi import problem_responses
 from gateway.auth.guards import requires_role
 from policies.principal import Principal
 
@@ -85,7 +86,7 @@ async def list_policies(request: AdminRequest, state: State) -> list[PolicyView]
     return [PolicyView.of(p) for p in await state.policies.current_policies(request.user.tenant)]
 
 
-@post("/v1/policies", guards=ADMIN, tags=["policies"])
+@post("/v1/policies", guards=ADMIN, tags=["policies"], responses=problem_responses(409))
 async def create_policy(data: PolicyBody, request: AdminRequest, state: State) -> PolicyView:
     """Create a named policy (version 1); 409 if the name is taken."""
     return PolicyView.of(await state.policies.create(request.user, data.fields()))
@@ -114,7 +115,7 @@ async def update_policy(name: str, data: PolicyBody, request: AdminRequest, stat
     return PolicyView.of(await state.policies.update(request.user, name, data.fields()))
 
 
-@delete("/v1/policies/{name:str}", guards=ADMIN, tags=["policies"])
+@delete("/v1/policies/{name:str}", guards=ADMIN, tags=["policies"], responses=problem_responses(409))
 async def delete_policy(name: str, request: AdminRequest, state: State) -> None:
     """Delete the policy (409 while documents reference it); its versions stay readable."""
     await state.policies.delete(request.user, name)

@@ -11,6 +11,7 @@ from litestar import Request, post
 from litestar.datastructures import State
 from litestar.response import ServerSentEventMessage
 
+from gateway.api.openapi import StreamingOperation, problem_responses
 from gateway.api.retrieval_schemas import (
     QueryRequest,
     QueryResponse,
@@ -40,7 +41,8 @@ async def search(data: SearchRequest, request: Request[Any, Any, Any], state: St
     )
 
 
-@post("/v1/query", tags=["retrieval"], status_code=200, opt={"audit_action": "query"})
+@post("/v1/query", tags=["retrieval"], status_code=200, opt={"audit_action": "query"},
+      responses=problem_responses(502, 504), operation_class=StreamingOperation)
 async def query(
     data: QueryRequest, request: Request[Any, Any, Any], state: State
 ) -> QueryResponse | EventStream:
