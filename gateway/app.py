@@ -44,6 +44,7 @@ from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryPipeline
 from gateway.retrieval.documents import DocumentReader
+from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.repository import ChunkRepository
 from gateway.retrieval.service import Retriever
 from gateway.settings import Settings, load_settings
@@ -82,7 +83,10 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
     generator = components.get("generator") or build_generator(settings, embedder, metrics)
     pipeline = QueryPipeline(
         settings=settings, sessions=sessions, encoder=embedder,
-        retriever=Retriever(ChunkRepository(settings.retrieval, metrics)),
+        retriever=Retriever(
+            ChunkRepository(metrics),
+            RetrievalPlanner(settings.retrieval, settings.policy.classification_levels()),
+        ),
         audit=audit_log, generator=generator, metrics=metrics,
     )
     failure_auditor = FailureAuditor(audit_log, metrics)

@@ -71,13 +71,16 @@ class RetrievedChunk:
 class Retrieval:
     """The result of one retrieval: ranked chunks and how they were found.
 
-    `complete` is False only when fewer than k permitted chunks exist at all.
+    `complete` is False only when fewer than k permitted chunks exist at all. `plan` names
+    the steps taken (`exact`, `ann`, `ann+exact`, `exact+ann`...), `candidates` the rows
+    the database examined, `estimate` the planner's estimate of the permitted set.
     """
 
     chunks: tuple[RetrievedChunk, ...]
     complete: bool
     plan: str
     candidates: int | None = None
+    estimate: int | None = None
 
 
 @dataclass(frozen=True)

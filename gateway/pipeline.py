@@ -121,7 +121,8 @@ class QueryPipeline:
             request_id=question.request_id, action=question.action, principal=principal,
             status="retrieved", query=question.text, sources=_sources(retrieval),
             detail={"top_k": question.top_k, "plan": retrieval.plan,
-                    "candidates": retrieval.candidates, "complete": retrieval.complete},
+                    "candidates": retrieval.candidates, "estimate": retrieval.estimate,
+                    "complete": retrieval.complete},
         ))
         return Retrieved(retrieval, audit_id)
 

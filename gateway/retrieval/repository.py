@@ -1,12 +1,14 @@
 """The one retrieval statement: access predicate AND vector order, LIMIT k, inside SQL.
 
 The predicate is a required keyword argument: an unfiltered search cannot be written.
-Two plans exist for the same statement shape:
-- `ann`: HNSW with pgvector's iterative index scan (`relaxed_order`, re-sorted by the
-  materialised CTE), which keeps scanning until k rows pass the filter or
-  `max_scan_tuples` is reached;
-- `exact`: the vector ORDER BY is made non-indexable, so PostgreSQL reaches permitted
-  rows through the access-column indexes and computes distances only for them.
+The same statement shape runs under one of two plans (see `gateway.retrieval.plans`):
+- `ExactPlan`: the vector ORDER BY is made non-indexable (`distance + 0`), so
+  PostgreSQL reaches the permitted rows through the access-column indexes and computes
+  distances only for them.
+- `AnnPlan`: HNSW with pgvector's iterative index scan (`relaxed_order`, re-sorted by
+  the materialised CTE) which keeps scanning until k rows pass the filter or
+  `max_scan_tuples` is reached; with iterative scan `off` it is plain post-filtering.
+Index-scan settings are transaction-local (`set_config(..., true)`), never session-wide.
 """
 
 from __future__ import annotations
@@ -15,16 +17,33 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, select, text
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
 from gateway.db.policy_models import AccessPolicy
 from gateway.domain import Principal, RetrievedChunk
 from gateway.metrics import Metrics
-from gateway.settings import RetrievalSettings
+from gateway.retrieval.plans import AnnPlan, Plan
 
-_PLAN_SETTINGS = ("hnsw.iterative_scan", "hnsw.ef_search", "hnsw.max_scan_tuples")
+# `enable_sort = off` leaves the HNSW index the only way to produce the ORDER BY without a
+# penalised sort: under row-level security PostgreSQL estimates the access quals with
+# default selectivities and would otherwise sort the rows of an access-column index scan.
+_INDEX_SETTINGS = ("hnsw.iterative_scan", "hnsw.ef_search", "hnsw.max_scan_tuples", "enable_sort")
+_CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.text,
+                  Chunk.char_start, Chunk.char_end, Chunk.heading_path, Chunk.content_sha256,
+                  Chunk.allow, Chunk.policy_name, Chunk.tenant)
+# Rows of `chunks` read by this backend and not yet flushed to the statistics: heap rows
+# fetched through any of its indexes or a bitmap, plus rows read sequentially. A
+# counter, so callers take the difference around their searches.
+ROWS_READ = literal_column(
+    "(SELECT CAST(sum(pg_stat_get_xact_tuples_fetched(r.oid)) AS bigint)"
+    " + pg_stat_get_xact_tuples_returned(CAST('chunks' AS regclass))"
+    " FROM pg_class AS r WHERE r.oid = CAST('chunks' AS regclass)"
+    " OR r.oid IN (SELECT i.indexrelid FROM pg_index AS i"
+    " WHERE i.indrelid = CAST('chunks' AS regclass)))",
+    BigInteger,
+)
 
 
 def granted_by(principal: Principal, allow: Sequence[str]) -> str | None:
@@ -36,8 +55,7 @@ def granted_by(principal: Principal, allow: Sequence[str]) -> str | None:
 class ChunkRepository:
     """Runs filtered vector searches in the caller's (principal-bound) transaction."""
 
-    def __init__(self, settings: RetrievalSettings, metrics: Metrics) -> None:
-        self._settings = settings
+    def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
 
     async def search(
@@ -48,52 +66,31 @@ class ChunkRepository:
         principal: Principal,
         predicate: ColumnElement[bool],
         limit: int,
-        exact: bool,
+        plan: Plan,
     ) -> list[RetrievedChunk]:
-        """Return up to `limit` permitted chunks nearest to `vector`, best first."""
-        plan = "exact" if exact else "ann"
-        if not exact:
-            await self._tune_index_scan(session, limit)
+        """Return up to `limit` permitted chunks nearest to `vector`, best first, under `plan`."""
+        if isinstance(plan, AnnPlan):
+            await self._tune_index_scan(session, plan, limit)
+            statement = ann_statement(vector, predicate, limit)
+        else:
+            statement = exact_statement(vector, predicate, limit)
         started = time.perf_counter()
-        rows = (await session.execute(self._statement(vector, predicate, limit, exact))).all()
-        self._metrics.retrieval_latency.labels(plan).observe(time.perf_counter() - started)
+        rows = (await session.execute(statement)).all()
+        self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
         return [self._chunk(row, principal) for row in rows]
 
-    async def count_permitted(self, session: AsyncSession, *, predicate: ColumnElement[bool]) -> int:
-        """How many chunks the predicate admits (used when ANN came back short)."""
-        return int((await session.execute(select(func.count()).where(predicate))).scalar_one())
-
-    async def _tune_index_scan(self, session: AsyncSession, limit: int) -> None:
-        values = ("relaxed_order", str(max(self._settings.ef_search, limit)),
-                  str(self._settings.max_scan_tuples))
-        for name, value in zip(_PLAN_SETTINGS, values, strict=True):
-            await session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    @staticmethod
+    async def rows_read(session: AsyncSession) -> int:
+        """A counter of `chunks` rows this connection has examined (see `ROWS_READ`)."""
+        return int((await session.execute(select(ROWS_READ))).scalar_one())
 
     @staticmethod
-    def _statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int,
-                   exact: bool) -> Select[Any]:
-        distance = Chunk.embedding.cosine_distance(list(vector))
-        order = distance + 0 if exact else distance  # `+ 0` hides the expression from HNSW
-        hits = (
-            select(
-                Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.text,
-                Chunk.char_start, Chunk.char_end, Chunk.heading_path, Chunk.content_sha256,
-                Chunk.allow, Chunk.policy_name, Chunk.tenant, distance.label("distance"),
-            )
-            .where(predicate)
-            .order_by(order)
-            .limit(limit)
-            .cte("hits")
-            .prefix_with("MATERIALIZED")
-        )
-        return (
-            select(hits, Document.external_id, Document.title, Document.source_uri,
-                   AccessPolicy.version.label("policy_version"))
-            .join(Document, Document.id == hits.c.document_id)
-            .outerjoin(AccessPolicy, and_(AccessPolicy.tenant == hits.c.tenant,
-                                          AccessPolicy.name == hits.c.policy_name))
-            .order_by(hits.c.distance, hits.c.id)
-        )
+    async def _tune_index_scan(session: AsyncSession, plan: AnnPlan, limit: int) -> None:
+        values = (plan.iterative, str(max(plan.ef_search, limit)), str(plan.max_scan_tuples), "off")
+        await session.execute(select(*(
+            func.set_config(name, value, True)
+            for name, value in zip(_INDEX_SETTINGS, values, strict=True)
+        )))
 
     @staticmethod
     def _chunk(row: Any, principal: Principal) -> RetrievedChunk:
@@ -106,3 +103,47 @@ class ChunkRepository:
             granted_by=granted_by(principal, row.allow), policy_name=row.policy_name,
             policy_version=row.policy_version,
         )
+
+
+def ann_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
+    """Predicate AND `ORDER BY distance LIMIT k`, which the HNSW index can serve."""
+    distance = Chunk.embedding.cosine_distance(list(vector))
+    hits = (
+        select(*_CHUNK_COLUMNS, distance.label("distance"))
+        .where(predicate)
+        .order_by(distance)
+        .limit(limit)
+        .cte("hits")
+        .prefix_with("MATERIALIZED")
+    )
+    return _with_documents(hits)
+
+
+def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
+    """Distances for the permitted rows only, the k best of them.
+
+    `distance + 0` is not an index expression, so the HNSW index cannot serve the ORDER
+    BY: PostgreSQL reaches the rows through the access-column indexes (the
+    row-level-security scan term drives ix_chunks_access_scan) and sorts the survivors.
+    """
+    distance = Chunk.embedding.cosine_distance(list(vector))
+    hits = (
+        select(*_CHUNK_COLUMNS, distance.label("distance"))
+        .where(predicate)
+        .order_by(distance + 0, Chunk.id)
+        .limit(limit)
+        .cte("hits")
+        .prefix_with("MATERIALIZED")
+    )
+    return _with_documents(hits)
+
+
+def _with_documents(hits: Any) -> Select[Any]:
+    return (
+        select(hits, Document.external_id, Document.title, Document.source_uri,
+               AccessPolicy.version.label("policy_version"))
+        .join(Document, Document.id == hits.c.document_id)
+        .outerjoin(AccessPolicy, and_(AccessPolicy.tenant == hits.c.tenant,
+                                      AccessPolicy.name == hits.c.policy_name))
+        .order_by(hits.c.distance, hits.c.id)
+    )

@@ -1,7 +1,9 @@
-"""Retrieval that is complete at every selectivity: ANN first, exact when it comes back short.
+"""Retrieval that is complete at every selectivity, planned by the size of the permitted set.
 
-(The cardinality-based planner that picks exact up front for small permitted sets lives
-in `gateway.retrieval.planner` once measured; this service guarantees completeness.)
+The planner (`gateway.retrieval.planner`) picks exact or HNSW search; this service keeps
+the guarantee whatever the estimate said: results = min(k, permitted). An HNSW scan that
+comes back with fewer than k rows (the permitted rows lie far from the query, or the
+scan budget ran out) is redone exactly, which returns every permitted row up to k.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import Principal, Retrieval
+from gateway.retrieval.planner import RetrievalPlanner
+from gateway.retrieval.plans import AnnPlan, ExactPlan
 from gateway.retrieval.repository import ChunkRepository
 
 
 class Retriever:
     """Returns min(k, permitted) chunks: `complete` is False only when fewer than k exist."""
 
-    def __init__(self, repository: ChunkRepository) -> None:
+    def __init__(self, repository: ChunkRepository, planner: RetrievalPlanner) -> None:
         self._repository = repository
+        self._planner = planner
 
     async def retrieve(
         self,
@@ -30,17 +35,18 @@ class Retriever:
         predicate: ColumnElement[bool],
         k: int,
     ) -> Retrieval:
-        """Search with the index; if short, count permitted rows and fall back to exact."""
+        """Estimate, plan, search (exactly again if HNSW came back short); report what it took."""
+        estimate = await self._planner.estimate(session, principal)
+        plan = self._planner.choose(estimate, k)
         chunks = await self._repository.search(
-            session, vector, principal=principal, predicate=predicate, limit=k, exact=False
+            session, vector, principal=principal, predicate=predicate, limit=k, plan=plan
         )
-        if len(chunks) == k:
-            return Retrieval(tuple(chunks), complete=True, plan="ann", candidates=None)
-        permitted = await self._repository.count_permitted(session, predicate=predicate)
-        if permitted <= len(chunks):
-            return Retrieval(tuple(chunks), complete=False, plan="ann", candidates=permitted)
-        exact = await self._repository.search(
-            session, vector, principal=principal, predicate=predicate, limit=k, exact=True
-        )
-        return Retrieval(tuple(exact), complete=len(exact) == k, plan="ann+exact",
-                         candidates=permitted)
+        steps = plan.name
+        if isinstance(plan, AnnPlan) and len(chunks) < k:
+            chunks = await self._repository.search(
+                session, vector, principal=principal, predicate=predicate, limit=k, plan=ExactPlan()
+            )
+            steps = "ann+exact"
+        examined = await self._repository.rows_read(session) - estimate.rows_read
+        return Retrieval(tuple(chunks), complete=len(chunks) == k, plan=steps,
+                         candidates=examined, estimate=estimate.permitted)

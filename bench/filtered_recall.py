@@ -1,0 +1,136 @@
+"""Filtered retrieval benchmark: recall@k and latency of HNSW post-filter, pgvector iterative
+scan and the gateway's planner, against exact search over each principal's permitted set.
+
+    python -m bench.filtered_recall --chunks 100000 --queries 200 --out docs/benchmarks.md
+
+Builds (once per --chunks/--seed, reused afterwards) a synthetic corpus in a dedicated
+embedded PostgreSQL under --data-dir (or the database `bench` of --database-url, a
+superuser URL), with the real migrations, loaded by COPY. Every mode runs through the
+production path: runtime role with row-level security, principal-bound transaction,
+compiled access predicate. See bench/corpus.py for the corpus and the principals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from bench import calibrate, sidechannel
+from bench.corpus import Cell, Geometry, cells
+from bench.corpus_load import load, loaded, manifest
+from bench.database import BenchDatabase, open_database
+from bench.measure import MODES, Runner, complete_share, percentiles, recall
+from bench.report import Row, markdown_table, plan_mix, text_table, write_block
+from bench.truth import Vectors, nearest, permitted_ids, read_vectors
+from gateway.db.engine import create_engine, session_factory
+from gateway.settings import DatabaseSettings, RetrievalSettings, load_settings
+from policies.model import ClassificationLevels
+
+BIG_EXACT = 100_000  # above this many permitted rows the exact mode runs --exact-queries only
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--exact-queries", type=int, default=20,
+                        help="queries for the exact mode where more than 100k rows are permitted")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="embedded server directory (default .bench/corpus-<chunks>)")
+    parser.add_argument("--database-url", default=None, help="a superuser URL instead of the embedded server")
+    parser.add_argument("--out", type=Path, default=None, help="write the tables into this Markdown file")
+    parser.add_argument("--calibrate", action="store_true", help="also measure the exact/HNSW crossover")
+    parser.add_argument("--gateway", action="store_true",
+                        help="also measure through HTTP (bench.gateway_http)")
+    return parser.parse_args()
+
+
+def prepare(args: argparse.Namespace) -> BenchDatabase:
+    """Open the benchmark database, (re)loading the corpus if it is not the requested one."""
+    data_dir = args.data_dir or Path(f".bench/corpus-{args.chunks}")
+    db = open_database(data_dir, args.database_url)
+    wanted = manifest(args.chunks, args.seed)
+    if not loaded(db.urls.superuser, wanted):
+        db.close()
+        db = open_database(data_dir, args.database_url, fresh=True)
+        print(f"loading {args.chunks:,} chunks (seed {args.seed})...", flush=True)
+        load(db.urls.superuser, args.chunks, args.seed)
+    return db
+
+
+async def measure_cell(runner: Runner, cell: Cell, vectors: Vectors, queries: np.ndarray,
+                       args: argparse.Namespace) -> tuple[list[Row], np.ndarray, list[np.ndarray]]:
+    """All modes for one principal, ground truth first."""
+    permitted = await permitted_ids(runner.sessions, cell.principal, runner.levels, datetime.now(UTC))
+    truth = nearest(vectors, permitted, queries, args.k)
+    rows = []
+    for mode in MODES:
+        count = args.exact_queries if mode == "exact" and permitted.size > BIG_EXACT else len(queries)
+        await runner.run(mode, cell.principal, queries[:5], args.k)  # warm-up, not measured
+        outcome = await runner.run(mode, cell.principal, queries[:count], args.k)
+        p50, p95, p99 = percentiles(outcome.db_seconds)
+        rows.append(Row(cell.name, permitted.size / vectors.ids.size, int(permitted.size), mode, count,
+                        recall(outcome.ids, truth[:count], args.k),
+                        complete_share(outcome.ids, int(permitted.size), args.k),
+                        p50, p95, p99, percentiles(outcome.seconds)[0],
+                        float(np.mean(outcome.examined)), plan_mix(outcome.plans)))
+        print(text_table(rows[-1:]).splitlines()[-1], flush=True)
+    return rows, permitted, truth
+
+
+async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
+    """Run every cell and mode; return the Markdown report."""
+    started = time.perf_counter()
+    vectors = read_vectors(db.urls.superuser)
+    queries = Geometry(args.seed).queries(args.queries, args.seed + 1000)
+    retrieval: RetrievalSettings = load_settings().retrieval
+    engine = create_engine(db.urls.runtime, DatabaseSettings(statement_timeout_ms=600_000))
+    runner = Runner(session_factory(engine), retrieval, ClassificationLevels())
+    rows: list[Row] = []
+    evidence = {}
+    try:
+        print(text_table([]), flush=True)
+        for cell in cells():
+            cell_rows, permitted, truth = await measure_cell(runner, cell, vectors, queries, args)
+            rows += cell_rows
+            if cell.name in sidechannel.CELLS:
+                evidence[cell.name] = (permitted, truth)
+        channel = await sidechannel.measure(runner, vectors, queries, evidence, args.k)
+        crossover = await calibrate.measure(runner, vectors, queries, args.k) if args.calibrate else ""
+    finally:
+        await engine.dispose()
+    minutes = (time.perf_counter() - started) / 60
+    return "\n\n".join(part for part in (
+        f"{args.chunks:,} chunks, {args.queries} queries, k={args.k}, "
+        f"GATEWAY_EXACT_SCAN_THRESHOLD={retrieval.exact_threshold}, "
+        f"ef_search={retrieval.ef_search}, max_scan_tuples<={retrieval.max_scan_tuples} "
+        f"(measured in {minutes:.0f} min)",
+        markdown_table(rows), channel, crossover) if part)
+
+
+def main() -> None:
+    args = arguments()
+    db = prepare(args)
+    try:
+        report = asyncio.run(benchmark(args, db))
+        if args.gateway:
+            from bench import gateway_http
+
+            report += "\n\n" + gateway_http.run(db.urls.runtime, args)
+    finally:
+        db.close()
+    print(report)
+    if args.out:
+        write_block(args.out, f"filtered-recall:{args.chunks}", report)
+
+
+if __name__ == "__main__":
+    main()

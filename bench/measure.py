@@ -1,0 +1,151 @@
+"""Run one query through one mode, exactly as production runs retrieval, and time it.
+
+Every mode uses the same path: the runtime role (row-level security on), a transaction
+bound to the principal, the compiled access predicate, the repository's statement.
+They differ only in the plan:
+- `hnsw`: plain HNSW post-filter (iterative scan off, pgvector's ef_search 40);
+- `iterative`: pgvector iterative scan with its defaults (relaxed order, ef_search 40,
+  max_scan_tuples 20000);
+- `exact`: exact k-NN over the permitted rows;
+- `planner`: the gateway's Retriever (estimate, plan, fallbacks).
+Two times per query: `total`, around the whole retrieval transaction from the client
+(begin, bind, predicate compilation, search, commit: what production pays), and `db`,
+the sum of the statements' round trips (sent to answer received) of the retrieval
+itself: the estimate and the search(es) for the planner, the search for the baselines.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.metrics import Metrics
+from gateway.retrieval.planner import RetrievalPlanner
+from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
+from gateway.retrieval.repository import ChunkRepository
+from gateway.retrieval.service import Retriever
+from gateway.settings import RetrievalSettings
+from policies.model import ClassificationLevels
+from policies.principal import Principal
+
+BASELINES: dict[str, Plan] = {
+    "hnsw": AnnPlan(ef_search=40, max_scan_tuples=20_000, iterative="off"),
+    "iterative": AnnPlan(ef_search=40, max_scan_tuples=20_000, iterative="relaxed_order"),
+    "exact": ExactPlan(),
+}
+MODES = ("hnsw", "iterative", "exact", "planner")
+
+
+@dataclass
+class Outcome:
+    """What one mode did for one cell: per query ids, seconds, plan and rows examined."""
+
+    ids: list[np.ndarray] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    db_seconds: list[float] = field(default_factory=list)
+    plans: list[str] = field(default_factory=list)
+    examined: list[int] = field(default_factory=list)
+
+
+class Runner:
+    """Runs queries for a principal through a mode."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: RetrievalSettings,
+                 levels: ClassificationLevels) -> None:
+        self.sessions = sessions
+        self.levels = levels
+        self.clock = StatementClock(sessions)
+        self.repository = ChunkRepository(Metrics())
+        self.retriever = Retriever(self.repository, RetrievalPlanner(settings, levels))
+
+    async def run(self, mode: str, principal: Principal, queries: np.ndarray, k: int) -> Outcome:
+        """Run every query once, in order, one transaction each."""
+        outcome = Outcome()
+        for vector in queries:
+            started = time.perf_counter()
+            ids, plan, examined = await self.query(mode, principal, vector.tolist(), k)
+            outcome.seconds.append(time.perf_counter() - started)
+            outcome.db_seconds.append(self.clock.total)
+            outcome.ids.append(np.asarray(ids, dtype=np.int64))
+            outcome.plans.append(plan)
+            outcome.examined.append(examined)
+        return outcome
+
+    async def query(self, mode: str, principal: Principal, vector: Sequence[float],
+                    k: int) -> tuple[list[int], str, int]:
+        """One retrieval transaction; returns chunk ids, plan label, rows examined."""
+        async with self.sessions() as session, session.begin():
+            now = datetime.now(UTC)
+            await bind_principal(session, principal, self.levels, now)
+            predicate = chunk_access_predicate(principal, now, self.levels)
+            if mode == "planner":
+                with self.clock.running():
+                    retrieval = await self.retriever.retrieve(
+                        session, vector, principal=principal, predicate=predicate, k=k)
+                return ([c.chunk_id for c in retrieval.chunks], retrieval.plan,
+                        retrieval.candidates or 0)
+            plan = BASELINES[mode]
+            before = await self.repository.rows_read(session)
+            with self.clock.running():
+                found = await self.repository.search(
+                    session, vector, principal=principal, predicate=predicate, limit=k, plan=plan)
+            examined = await self.repository.rows_read(session) - before
+            return [c.chunk_id for c in found], plan.name, examined
+
+
+class StatementClock:
+    """Sums the time between sending each statement and receiving its result, while running."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        engine = sessions.kw["bind"].sync_engine
+        self.total = 0.0
+        self._on = False
+        self._sent = 0.0
+        event.listen(engine, "before_cursor_execute", self._before)
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Count the statements executed inside this block (and only those)."""
+        self.total, self._on = 0.0, True
+        try:
+            yield
+        finally:
+            self._on = False
+
+    def _before(self, *args: object) -> None:
+        self._sent = time.perf_counter()
+
+    def _after(self, *args: object) -> None:
+        if self._on:
+            self.total += time.perf_counter() - self._sent
+
+
+def recall(found: Sequence[np.ndarray], truth: Sequence[np.ndarray], k: int) -> float:
+    """Mean recall@k against the exact answer; an empty truth is matched by an empty result."""
+    scores = []
+    for got, want in zip(found, truth, strict=True):
+        if want.size == 0:
+            scores.append(1.0 if got.size == 0 else 0.0)
+        else:
+            scores.append(np.intersect1d(got[:k], want).size / min(k, want.size))
+    return float(np.mean(scores))
+
+
+def complete_share(found: Sequence[np.ndarray], permitted: int, k: int) -> float:
+    """Share of queries that returned min(k, permitted) rows."""
+    return float(np.mean([got.size == min(k, permitted) for got in found]))
+
+
+def percentiles(seconds: Sequence[float]) -> tuple[float, float, float]:
+    """p50, p95, p99 in milliseconds."""
+    p50, p95, p99 = np.percentile(np.asarray(seconds) * 1000.0, [50, 95, 99])
+    return float(p50), float(p95), float(p99)

@@ -1,0 +1,66 @@
+"""Recall of the planner on a 20k-chunk synthetic corpus, against exact search in NumPy over
+the reference evaluator's permitted set (recall, not timing)."""
+
+from datetime import UTC, datetime
+
+import numpy as np
+import psycopg
+import pytest
+
+from bench.corpus import Geometry
+from bench.measure import recall
+from bench.truth import nearest, read_vectors
+from policies.principal import Principal
+from tests.support.database import clone_database, drop_database
+from tests.support.retrieval import Search, chunk_ids, load_corpus, permitted_chunk_ids
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CHUNKS = 20_000
+K = 10
+NOW = datetime.now(UTC)
+EU = {"region": ("EU",)}
+CELLS = {"100%": ("staff", (0.9, 1.0)), "1%": ("sel-1pct", (0.005, 0.02)),
+         "0.1%": (None, (0.0005, 0.002))}  # None: the department group nearest 0.1%
+
+
+def _group_nearest(superuser_url, share):
+    with psycopg.connect(superuser_url) as conn:
+        counts = conn.execute("SELECT g, count(*) FROM chunks, unnest(allow) AS g "
+                              "WHERE g LIKE 'group:dept-%' GROUP BY g").fetchall()
+    name, _ = min(counts, key=lambda row: abs(row[1] - share * CHUNKS))
+    return name.removeprefix("group:")
+
+
+def _principal(corpus, cell):
+    group, bounds = CELLS[cell]
+    group = group or _group_nearest(corpus.superuser, 0.001)
+    return Principal(subject="reader", tenant="acme", groups=(group,), clearance="restricted",
+                     attributes=EU), bounds
+
+
+@pytest.fixture(scope="module")
+def corpus(pg_server, template_urls):
+    urls = clone_database(pg_server.superuser_url, "gateway_template")
+    load_corpus(urls.superuser, CHUNKS)
+    yield urls
+    drop_database(pg_server.superuser_url, urls)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+async def test_planner_recall_at_10_is_at_least_0_99(corpus, cell):
+    principal, (low, high) = _principal(corpus, cell)
+    vectors = read_vectors(corpus.superuser)
+    permitted = np.array(sorted(permitted_chunk_ids(corpus.superuser, principal, NOW)), dtype=np.int64)
+    assert low <= permitted.size / CHUNKS <= high  # the cell is what its name says
+    queries = Geometry(7).queries(50, seed=2024)
+    truth = nearest(vectors, permitted, queries, K)
+    search = Search(corpus.runtime)
+    try:
+        found = [np.array(chunk_ids(await search.retrieve(principal, q.tolist(), K, NOW)))
+                 for q in queries]
+    finally:
+        await search.close()
+    assert all(f.size == min(K, permitted.size) for f in found)
+    measured = recall(found, truth, K)
+    assert measured >= 0.99, measured

@@ -1,0 +1,186 @@
+"""The retrieval planner on a real database, as the runtime role with row-level security on.
+
+Picks exact for small permitted sets and HNSW for large ones; always returns
+min(k, permitted) chunks, all of them permitted (combined conditions, deny lists,
+clearance, attribute conditions, expiry, other tenants); keeps custom plans.
+"""
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from bench.corpus import Geometry
+from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.retrieval.explain import explain, plan_nodes
+from gateway.retrieval.plans import AnnPlan, ExactPlan
+from gateway.retrieval.repository import ann_statement, exact_statement
+from gateway.settings import RetrievalSettings
+from policies.principal import Principal
+from tests.support.database import clone_database, drop_database
+from tests.support.retrieval import LEVELS, Search, chunk_ids, load_corpus, permitted_chunk_ids
+
+pytestmark = pytest.mark.integration
+
+CHUNKS = 3000
+NOW = datetime.now(UTC)
+EU = {"region": ("EU",)}
+
+
+def acme(sub, groups=(), clearance="restricted", attributes=EU, roles=()):
+    return Principal(subject=sub, tenant="acme", groups=groups, roles=roles, clearance=clearance,
+                     attributes=attributes)
+
+
+PRINCIPALS = {
+    "whole tenant": acme("ceo", ("staff",)),
+    "one group": acme("p10", ("sel-10pct",)),
+    "small group": acme("p1", ("sel-1pct",)),
+    "tenant, user or two groups, clearance, conditions": acme(
+        "u7", ("dept-3", "dept-17"), "internal", {"region": ("US",)}),
+    "allowed everything, denied on most": acme("c1", ("staff", "contractors")),
+    "low clearance, no attributes": acme("intern", ("staff",), "public", {}),
+    "far from the queries": acme("f1", ("far-1pct",)),
+    "other tenant": Principal(subject="g1", tenant="globex", groups=("staff",), clearance="restricted"),
+    "nobody's group": acme("x", ("no-such-group",)),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(pg_server, template_urls):
+    urls = clone_database(pg_server.superuser_url, "gateway_template")
+    load_corpus(urls.superuser, CHUNKS)
+    yield urls
+    drop_database(pg_server.superuser_url, urls)
+
+
+@pytest.fixture(scope="module")
+def queries():
+    return Geometry(7).queries(6, seed=99)
+
+
+@pytest.fixture(scope="module")
+def reference(corpus):
+    return {name: permitted_chunk_ids(corpus.superuser, p, NOW) for name, p in PRINCIPALS.items()}
+
+
+@pytest.mark.parametrize("name", list(PRINCIPALS))
+@pytest.mark.parametrize("k", [1, 10, 50])
+async def test_results_are_min_k_and_permitted_for_every_principal(corpus, queries, reference, name, k):
+    search = Search(corpus.runtime)
+    try:
+        permitted = reference[name]
+        for vector in queries[:3]:
+            retrieval = await search.retrieve(PRINCIPALS[name], vector.tolist(), k, NOW)
+            ids = chunk_ids(retrieval)
+            assert len(ids) == min(k, len(permitted))
+            assert set(ids) <= permitted
+            assert retrieval.complete is (len(permitted) >= k)
+    finally:
+        await search.close()
+
+
+async def test_planner_picks_exact_for_a_tiny_permitted_set_and_hnsw_for_a_large_one(corpus, queries):
+    search = Search(corpus.runtime, RetrievalSettings(exact_threshold=4000))
+    try:
+        tiny = await search.retrieve(PRINCIPALS["small group"], queries[0].tolist(), 10, NOW)
+        large = await search.retrieve(PRINCIPALS["whole tenant"], queries[0].tolist(), 10, NOW)
+    finally:
+        await search.close()
+    assert tiny.plan == "exact"
+    assert large.plan == "ann"
+    assert tiny.estimate is not None and tiny.estimate < 100
+    assert large.estimate is not None and large.estimate > 2000
+    assert 0 < tiny.candidates < 200  # only the rows the access index hands over
+    assert 0 < large.candidates < CHUNKS
+
+
+async def test_deny_heavy_principal_is_not_planned_as_a_small_exact_scan(corpus, queries):
+    # 'contractors' are denied on 90%: the allow lists alone would call the set tiny, but
+    # the exact scan would examine the whole tenant. The planner weighs both.
+    search = Search(corpus.runtime, RetrievalSettings(exact_threshold=4000))
+    try:
+        retrieval = await search.retrieve(PRINCIPALS["allowed everything, denied on most"],
+                                          queries[0].tolist(), 10, NOW)
+    finally:
+        await search.close()
+    assert retrieval.plan.startswith("ann")
+    assert len(retrieval.chunks) == 10
+
+
+async def test_short_hnsw_result_falls_back_to_exact_and_stays_complete(corpus, queries, reference):
+    # A tiny threshold forces HNSW; the permitted chunks lie in topics no query is near,
+    # so the bounded scan comes back short and the exact plan completes the answer.
+    search = Search(corpus.runtime, RetrievalSettings(exact_threshold=1, max_scan_tuples=50))
+    try:
+        retrieval = await search.retrieve(PRINCIPALS["far from the queries"], queries[0].tolist(), 10, NOW)
+    finally:
+        await search.close()
+    assert retrieval.plan == "ann+exact"
+    assert len(retrieval.chunks) == min(10, len(reference["far from the queries"]))
+
+
+def _chunk_scans(plan):
+    return [n for n in plan_nodes(plan["Plan"]) if n.get("Relation Name") == "chunks"]
+
+
+async def test_exact_plan_computes_distances_only_for_rows_the_access_index_returns(corpus, queries, reference):
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["small group"]
+    try:
+        async with search.bound(principal, NOW) as (session, predicate):
+            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10))
+    finally:
+        await search.close()
+    (scan,) = _chunk_scans(plan)
+    assert scan["Node Type"] == "Bitmap Heap Scan"
+    (index,) = scan["Plans"][:1]
+    assert index["Index Name"] == "ix_chunks_access_scan"
+    # rows out of the heap scan = permitted rows: the only rows whose distance is computed
+    assert scan["Actual Rows"] == len(reference["small group"])
+    assert index["Actual Rows"] < CHUNKS / 20
+
+
+async def test_hnsw_plan_uses_the_vector_index_under_row_level_security(corpus, queries):
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["whole tenant"]
+    try:
+        async with search.bound(principal, NOW) as (session, predicate):
+            await search.repository._tune_index_scan(session, AnnPlan(100, 5000), 10)
+            plan = await explain(session, ann_statement(queries[0].tolist(), predicate, 10))
+    finally:
+        await search.close()
+    (scan,) = _chunk_scans(plan)
+    assert scan["Node Type"] == "Index Scan"
+    assert scan["Index Name"] == "ix_chunks_embedding_hnsw"
+    assert scan["Actual Rows"] == 10
+
+
+async def test_repeated_queries_on_one_connection_keep_custom_plans_and_complete_results(
+        corpus, queries, reference):
+    # psycopg would prepare a statement after 5 executions and PostgreSQL may then switch to
+    # a generic plan that cannot see the principal's values. The engine disables
+    # server-side prepares: nothing is prepared, every run is planned with its values.
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["small group"]
+    expected = min(10, len(reference["small group"]))
+    try:
+        async with search.sessions() as session:
+            for _ in range(8):
+                async with session.begin():
+                    await bind_principal(session, principal, LEVELS, NOW)
+                    predicate = chunk_access_predicate(principal, NOW, LEVELS)
+                    chunks = await search.repository.search(
+                        session, queries[1].tolist(), principal=principal, predicate=predicate,
+                        limit=10, plan=ExactPlan())
+                    assert len(chunks) == expected
+            async with session.begin():
+                prepared = (await session.execute(text("SELECT count(*) FROM pg_prepared_statements"))).scalar()
+                await bind_principal(session, principal, LEVELS, NOW)
+                plan = await explain(session, exact_statement(
+                    queries[1].tolist(), chunk_access_predicate(principal, NOW, LEVELS), 10))
+    finally:
+        await search.close()
+    assert prepared == 0
+    (scan,) = _chunk_scans(plan)
+    assert "'{user:p1,group:sel-1pct,everyone}'" in scan["Filter"]  # values, not $n parameters

@@ -1,0 +1,81 @@
+"""The planner's decisions from its estimate (no I/O): exact for small sets, HNSW for large ones."""
+
+import math
+
+import pytest
+
+from gateway.retrieval.planner import MIN_SCAN_TUPLES, Estimate, RetrievalPlanner
+from gateway.retrieval.plans import AnnPlan, ExactPlan
+from gateway.settings import RetrievalSettings
+from policies.model import ClassificationLevels
+
+MILLION = 1_000_000
+
+
+def planner(threshold=10_000, ef_search=100, max_scan_tuples=50_000):
+    settings = RetrievalSettings(exact_threshold=threshold, ef_search=ef_search,
+                                 max_scan_tuples=max_scan_tuples)
+    return RetrievalPlanner(settings, ClassificationLevels())
+
+
+def estimate(permitted, *, scanned=None, rows=MILLION):
+    return Estimate(scanned=permitted if scanned is None else scanned, allowed=permitted, denied=0,
+                    index_rows=rows)
+
+
+def test_threshold_is_the_limit_at_one_million_rows_and_k_10():
+    assert planner().exact_limit(MILLION, 10) == 10_000
+
+
+def test_limit_scales_with_the_square_root_of_index_size_and_k():
+    p = planner()
+    assert p.exact_limit(100_000, 10) == int(10_000 * math.sqrt(0.1))
+    assert p.exact_limit(MILLION, 40) == 20_000
+
+
+def test_limit_is_never_below_k():
+    assert planner(threshold=1).exact_limit(100, 10) == 10
+
+
+@pytest.mark.parametrize("permitted", [0, 1, 500, 10_000])
+def test_small_permitted_sets_are_searched_exactly(permitted):
+    assert planner().choose(estimate(permitted), 10) == ExactPlan()
+
+
+@pytest.mark.parametrize("permitted", [10_001, 100_000, MILLION])
+def test_large_permitted_sets_use_hnsw(permitted):
+    assert isinstance(planner().choose(estimate(permitted), 10), AnnPlan)
+
+
+def test_a_set_that_is_small_only_after_deny_lists_still_weighs_the_rows_an_exact_scan_reads():
+    # allowed everything (the exact scan would read 900k rows), denied on all but 2,000
+    denied = Estimate(scanned=900_000, allowed=900_000, denied=898_000, index_rows=MILLION)
+    assert denied.permitted == 2_000
+    assert isinstance(planner().choose(denied, 10), AnnPlan)
+
+
+def test_deny_hits_never_make_the_estimate_negative():
+    assert Estimate(scanned=10, allowed=10, denied=30, index_rows=100).permitted == 0
+
+
+def test_hnsw_budget_grows_as_selectivity_falls_and_stays_bounded():
+    p = planner(max_scan_tuples=50_000)
+    broad = p.ann(900_000, MILLION, 10)
+    narrow = p.ann(20_000, MILLION, 10)
+    tiny = p.ann(10, MILLION, 10)
+    assert broad.max_scan_tuples == MIN_SCAN_TUPLES
+    assert broad.max_scan_tuples < narrow.max_scan_tuples < tiny.max_scan_tuples == 50_000
+    assert narrow.iterative == "relaxed_order"
+
+
+def test_ef_search_reaches_several_times_as_deep_as_the_filtered_answer_lies():
+    p = planner(ef_search=40)
+    assert p.ann(MILLION, MILLION, 10).ef_search == 40  # unfiltered: the configured floor
+    assert p.ann(100_000, MILLION, 10).ef_search == 400  # 10%: the 10th hit lies ~100 deep
+    assert p.ann(10_000, MILLION, 10).ef_search == 1000  # capped at pgvector's maximum
+    assert p.ann(MILLION, MILLION, 50).ef_search == 200  # four times k even unfiltered
+
+
+def test_plans_reject_unknown_iterative_modes():
+    with pytest.raises(ValueError):
+        AnnPlan(ef_search=40, max_scan_tuples=1000, iterative="sometimes")
