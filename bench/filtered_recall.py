@@ -22,8 +22,8 @@ import numpy as np
 
 from bench import calibrate, sidechannel
 from bench.corpus import Cell, Geometry, cells
+from bench.corpus_load import load, loaded, manifest
 from bench.database import BenchDatabase, open_database
-from bench.load import load, loaded, manifest
 from bench.measure import MODES, Runner, complete_share, percentiles, recall
 from bench.report import Row, markdown_table, plan_mix, text_table, write_block
 from bench.truth import Vectors, nearest, permitted_ids, read_vectors

@@ -6,6 +6,7 @@ their own app with their own settings and fakes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,11 +18,19 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway import __version__
-from gateway.api import chat, health, jwks, me, retrieval
+from gateway.access.documents import DocumentAccessService
+from gateway.access.explain import AccessExplainer
+from gateway.access.policies import PolicyService
+from gateway.api import access, audit, chat, documents, health, jwks, me, policies, retrieval
+from gateway.api.deadline import RequestDeadlineMiddleware
 from gateway.api.middleware import RequestContextMiddleware
+from gateway.api.openapi import declare_common_responses
 from gateway.api.problems import EXCEPTION_HANDLERS
 from gateway.audit.failures import FailureAuditor
 from gateway.audit.service import AuditLog
+from gateway.audit.signing import AuditSigner
+from gateway.audit.store import AuditStore
+from gateway.audit.trail import AuditTrail
 from gateway.auth.middleware import BearerAuthenticationMiddleware
 from gateway.auth.setup import build_authenticator
 from gateway.db.engine import create_engine, session_factory
@@ -30,9 +39,11 @@ from gateway.generation.base import Generator
 from gateway.generation.extractive import ExtractiveGenerator
 from gateway.generation.openai_compat import OpenAIChatGenerator
 from gateway.ingestion.embedders import Embedder, build_embedder, check_dimension
+from gateway.ingestion.service import IngestionService
 from gateway.logs import configure_logging
 from gateway.metrics import Metrics
 from gateway.pipeline import QueryPipeline
+from gateway.retrieval.documents import DocumentReader
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.repository import ChunkRepository
 from gateway.retrieval.service import Retriever
@@ -54,8 +65,10 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         try:
+            await authenticator.start()
             yield
         finally:
+            await authenticator.close()
             close = getattr(generator, "aclose", None)
             if close is not None:
                 await close()
@@ -65,7 +78,8 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
                 close_embedder()
 
     sessions = session_factory(engine)
-    audit = AuditLog(sessions, settings.audit, metrics)
+    signer = AuditSigner.from_settings(settings)
+    audit_log = AuditLog(sessions, settings.audit, metrics, signer)
     generator = components.get("generator") or build_generator(settings, embedder, metrics)
     pipeline = QueryPipeline(
         settings=settings, sessions=sessions, encoder=embedder,
@@ -73,26 +87,36 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
             ChunkRepository(metrics),
             RetrievalPlanner(settings.retrieval, settings.policy.classification_levels()),
         ),
-        audit=audit, generator=generator, metrics=metrics,
+        audit=audit_log, generator=generator, metrics=metrics,
     )
-    failure_auditor = FailureAuditor(audit)
+    failure_auditor = FailureAuditor(audit_log, metrics)
+    levels = settings.policy.classification_levels()
     state = State({
         "settings": settings,
         "engine": engine,
         "sessions": sessions,
-        "audit": audit,
+        "audit": audit_log,
+        "audit_trail": AuditTrail(AuditStore(sessions), audit_log, signer),
         "failure_auditor": failure_auditor,
         "embedder": embedder,
         "generator": generator,
         "pipeline": pipeline,
         "metrics": metrics,
         "authenticator": authenticator,
+        "ingestion": IngestionService(sessions, embedder, settings, audit=audit_log),
+        "documents": DocumentReader(sessions, levels, audit_log, metrics),
+        "policies": PolicyService(sessions, levels, audit_log),
+        "document_access": DocumentAccessService(sessions, levels, audit_log),
+        "access_explainer": AccessExplainer(sessions, levels, audit_log),
         **components,
     })
+    route_handlers = [
+        *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
+        *documents.ROUTES, *policies.ROUTES, *access.ROUTES, *audit.ROUTES,
+    ]
+    declare_common_responses(route_handlers)
     return Litestar(
-        route_handlers=[
-            *health.ROUTES, jwks.dev_jwks, me.whoami, *retrieval.ROUTES, chat.chat_completions,
-        ],
+        route_handlers=route_handlers,
         after_exception=[failure_auditor.request_failed],
         state=state,
         lifespan=[lifespan],
@@ -101,7 +125,14 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
             DefineMiddleware(
                 RequestContextMiddleware,
                 metrics=metrics,
-                max_concurrency=settings.server.max_concurrency,
+                slots=asyncio.Semaphore(settings.server.max_concurrency),
+                max_header_bytes=settings.server.max_header_bytes,
+            ),
+            DefineMiddleware(
+                RequestDeadlineMiddleware,
+                timeouts={"request": settings.server.request_timeout_s,
+                          "ingest": settings.server.ingest_timeout_s},
+                metrics=metrics,
             ),
             DefineMiddleware(
                 BearerAuthenticationMiddleware,
@@ -121,7 +152,6 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
                     "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
                 }
             ),
-            security=[{"bearer": []}],
         ),
         logging_config=None,
         debug=False,

@@ -28,6 +28,10 @@ class Metrics:
         self.rejected_overload = Counter(
             "gateway_overload_rejections_total", "Requests refused with 503 (too many)", registry=r
         )
+        self.deadline_exceeded = Counter(
+            "gateway_request_deadline_exceeded_total",
+            "Requests answered 503 at GATEWAY_REQUEST_TIMEOUT_SECONDS", registry=r,
+        )
         self.auth_failures = Counter(
             "gateway_auth_failures_total", "Failed authentications", ["reason"], registry=r
         )
@@ -37,6 +41,12 @@ class Metrics:
         )
         self.audit_latency = Histogram(
             "gateway_audit_write_seconds", "Audit write latency", buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.audit_chain_lock = Histogram(
+            "gateway_audit_chain_lock_seconds",
+            "Time an audit append holds its tenant's chain lock (lock granted to commit)",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1),
             registry=r,
         )
         self.audit_failures = Counter(

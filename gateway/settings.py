@@ -68,6 +68,10 @@ def _optional_str(raw: str) -> str | None:
     return raw.strip() or None
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()) if raw.strip() else None
+
+
 @dataclass(frozen=True)
 class DatabaseSettings:
     """Where PostgreSQL is. No `url` means an embedded server under `data_dir`."""
@@ -91,7 +95,12 @@ class ServerSettings:
     log_level: str = env("GATEWAY_LOG_LEVEL", "info", _one_of("debug", "info", "warning", "error"))
     log_format: str = env("GATEWAY_LOG_FORMAT", "auto", _one_of("auto", "json", "console"))
     max_body_bytes: int = env("GATEWAY_MAX_BODY_BYTES", 20 * 1024 * 1024, _positive_int)
+    max_header_bytes: int = env("GATEWAY_MAX_HEADER_BYTES", 32 * 1024, _positive_int)
     max_concurrency: int = env("GATEWAY_MAX_CONCURRENCY", 64, _positive_int)
+    max_connections: int = env("GATEWAY_MAX_CONNECTIONS", 1024, _positive_int)
+    request_timeout_s: float = env("GATEWAY_REQUEST_TIMEOUT_SECONDS", 60.0, _positive_float)
+    ingest_timeout_s: float = env("GATEWAY_INGEST_TIMEOUT_SECONDS", 900.0, _positive_float)
+    shutdown_timeout_s: int = env("GATEWAY_SHUTDOWN_TIMEOUT_SECONDS", 30, _positive_int)
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,7 @@ class AuthSettings:
         _csv,
     )
     leeway_s: int = env("GATEWAY_JWT_LEEWAY_SECONDS", 30, int)
+    require_at_jwt: bool = env("GATEWAY_OIDC_REQUIRE_AT_JWT", False, _bool)
     jwks_timeout_s: float = env("GATEWAY_JWKS_TIMEOUT_SECONDS", 5.0, _positive_float)
     jwks_min_refresh_s: float = env("GATEWAY_JWKS_MIN_REFRESH_SECONDS", 30.0, _positive_float)
     jwks_max_age_s: float = env("GATEWAY_JWKS_MAX_AGE_SECONDS", 3600.0, _positive_float)
@@ -200,6 +210,7 @@ class AuditSettings:
 
     store_query: bool = env("GATEWAY_AUDIT_STORE_QUERY", True, _bool)
     checkpoint_every: int = env("GATEWAY_AUDIT_CHECKPOINT_EVERY", 1000, _positive_int)
+    signing_key: Path | None = env("GATEWAY_AUDIT_SIGNING_KEY", None, _optional_path)
 
 
 @dataclass(frozen=True)
@@ -274,6 +285,12 @@ def _validate(settings: Settings) -> None:
     auth = settings.auth
     if not auth.dev_mode and not auth.audience:
         raise ConfigurationError("GATEWAY_OIDC_AUDIENCE is required when an IdP is configured")
+    if auth.jwks_url and not auth.oidc_issuer:
+        raise ConfigurationError(
+            "GATEWAY_JWKS_URL needs GATEWAY_OIDC_ISSUER too: it is the `iss` tokens must carry"
+        )
+    if not 0 <= auth.leeway_s <= 300:
+        raise ConfigurationError("GATEWAY_JWT_LEEWAY_SECONDS must be between 0 and 300")
     unsafe = [a for a in auth.algorithms if a.upper() == "NONE" or a.upper().startswith("HS")]
     if unsafe:
         raise ConfigurationError(f"GATEWAY_OIDC_ALGORITHMS may not contain {', '.join(unsafe)}")
@@ -281,6 +298,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigurationError("GATEWAY_EMBEDDING_BASE_URL is required when GATEWAY_EMBEDDER=openai")
     if settings.retrieval.default_top_k > settings.retrieval.max_top_k:
         raise ConfigurationError("GATEWAY_DEFAULT_TOP_K exceeds GATEWAY_MAX_TOP_K")
+    if settings.server.request_timeout_s <= settings.llm.timeout_s:
+        # The LLM's own timeout answers 504 and is audited; the request deadline is a backstop.
+        raise ConfigurationError(
+            "GATEWAY_REQUEST_TIMEOUT_SECONDS must exceed GATEWAY_LLM_TIMEOUT_SECONDS"
+        )
 
 
 def load_settings(

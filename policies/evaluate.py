@@ -115,6 +115,8 @@ def evaluate_rule(
 
 
 def _tenant(principal: Principal, document_tenant: str | None) -> Reason:
+    if not principal.tenant or not principal.subject:
+        return Reason("tenant", DOCUMENT, False, "the principal has no subject or no tenant")
     if document_tenant is None:
         return Reason("tenant", DOCUMENT, False, "the document has no tenant")
     if principal.tenant == document_tenant:

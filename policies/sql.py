@@ -18,7 +18,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, cast, false, literal, not_, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    SmallInteger,
+    Text,
+    and_,
+    cast,
+    false,
+    literal,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from policies.model import ClassificationLevels
@@ -59,42 +71,48 @@ def access_predicate(
 
 
 class _Compiled:
-    """One principal's values, ready to be bound into any number of rule clauses."""
+    """One principal's values, bound once and shared by every rule clause they appear in."""
 
     def __init__(self, principal: Principal, now: datetime, levels: ClassificationLevels) -> None:
-        self.strings = list(principal.principal_strings)
-        self.clearance = levels.clearance_rank(principal.clearance)
-        self.attributes = principal.attributes
-        self.now = now
+        self.principals = _text_array(principal.principal_strings)
+        self.clearance = literal(levels.clearance_rank(principal.clearance), SmallInteger)
+        self.now = literal(now, DateTime(timezone=True))
+        self.attributes = _BoundAttributes(principal.attributes)
 
     def rule(self, columns: Columns) -> ColumnElement[bool]:
         """deny, allow, classification, conditions and validity for one rule's columns."""
         return and_(
-            columns.allow.overlap(_text_array(self.strings)),
-            not_(columns.deny.overlap(_text_array(self.strings))),
+            columns.allow.overlap(self.principals),
+            not_(columns.deny.overlap(self.principals)),
             columns.classification <= self.clearance,
-            conditions_hold(columns.conditions, self.attributes),
+            self.attributes.conditions_hold(columns.conditions),
             or_(columns.valid_from.is_(None), columns.valid_from <= self.now),
             or_(columns.valid_until.is_(None), columns.valid_until > self.now),
         )
 
 
-def conditions_hold(conditions: Any, attributes: Mapping[str, Sequence[str]]) -> ColumnElement[bool]:
-    """Every condition `{attr: [allowed...]}` on the row is met by the principal's attributes.
+class _BoundAttributes:
+    """A principal's attributes as bound values, for checking attribute conditions.
 
     Compiled without a per-row subquery: the row may only condition on attributes the
     principal has (`conditions - keys = '{}'`), and for each attribute the principal has,
-    a condition on it (if any) must share a value with the principal's values.
+    a condition on it (if any) must share a value with the principal's values. A
+    principal lacking a conditioned attribute therefore fails, as in `decide`.
     """
-    keys = sorted(attributes)
-    empty = cast(literal("{}"), JSONB)
-    only_known = (conditions.op("-")(_text_array(keys))) == empty
-    checks = [
-        or_(not_(conditions.has_key(key)), conditions[key].has_any(_text_array(attributes[key])))
-        for key in keys
-    ]
-    # Most rows carry no conditions: one cheap comparison spares them the jsonb work.
-    return or_(conditions == empty, and_(only_known, *checks))
+
+    def __init__(self, attributes: Mapping[str, Sequence[str]]) -> None:
+        keys = sorted(attributes)
+        self.keys = _text_array(keys)
+        self.values = [(literal(key, Text), _text_array(attributes[key])) for key in keys]
+        self.empty = cast(literal("{}"), JSONB)
+
+    def conditions_hold(self, conditions: Any) -> ColumnElement[bool]:
+        """Every condition `{attr: [allowed...]}` in the `conditions` column is met."""
+        checks = [or_(not_(conditions.has_key(key)), conditions[key].has_any(values))
+                  for key, values in self.values]
+        # Most rows carry no conditions: one cheap comparison spares them the jsonb work.
+        return or_(conditions == self.empty,
+                   and_(conditions.op("-")(self.keys) == self.empty, *checks))
 
 
 def _text_array(values: Sequence[str]) -> ColumnElement[Any]:

@@ -7,5 +7,5 @@ python3 -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 pip install -q torch==2.13.0
 pip install -q -e .
-if gateway --help | grep -q ' demo'; then gateway demo; fi
+gateway demo
 exec gateway serve "$@"

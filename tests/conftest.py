@@ -45,6 +45,23 @@ def db_urls(pg_server: EmbeddedDatabase, template_urls: DatabaseUrls) -> Iterato
     drop_database(pg_server.superuser_url, urls)
 
 
+@pytest.fixture(scope="module")
+def module_db_urls(pg_server: EmbeddedDatabase, template_urls: DatabaseUrls) -> Iterator[DatabaseUrls]:
+    """A fresh migrated database shared by one test module (for apps built once per module)."""
+    urls = clone_database(pg_server.superuser_url, TEMPLATE)
+    yield urls
+    drop_database(pg_server.superuser_url, urls)
+
+
+@pytest.fixture(scope="module")
+def module_settings(module_db_urls: DatabaseUrls, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the module's database, with a module-wide data dir."""
+    return Settings(
+        database=DatabaseSettings(url=module_db_urls.runtime, data_dir=tmp_path_factory.mktemp("data")),
+        server=ServerSettings(log_format="json", log_level="warning"),
+    )
+
+
 @pytest.fixture
 def settings(db_urls: DatabaseUrls, tmp_path: Path) -> Settings:
     """Settings pointing at this test's database, logging as JSON."""

@@ -13,10 +13,12 @@ from typing import Any
 import msgspec
 from litestar import Request, post
 from litestar.datastructures import State
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage
 
+from gateway.api.openapi import StreamingOperation, problem_responses
 from gateway.api.retrieval import request_id
 from gateway.api.retrieval_schemas import ChatMessage, ChatRequest, citation
+from gateway.api.sse import EventStream
 from gateway.domain import Answer
 from gateway.errors import GatewayError, InvalidInputError
 from gateway.pipeline import StreamedAnswer, make_question
@@ -51,16 +53,17 @@ def _completion(answer: Answer, model: str, audit_id: uuid.UUID, complete: bool)
     }
 
 
-@post("/v1/chat/completions", tags=["retrieval"], status_code=200, opt={"audit_action": "chat"})
+@post("/v1/chat/completions", tags=["retrieval"], status_code=200, opt={"audit_action": "chat"},
+      responses=problem_responses(502, 504), operation_class=StreamingOperation)
 async def chat_completions(
     data: ChatRequest, request: Request[Any, Any, Any], state: State
-) -> dict[str, Any] | ServerSentEvent:
+) -> dict[str, Any] | EventStream:
     """Answer the last user message from the caller's permitted documents, with citations."""
     text = last_user_text(data.messages)
     question = make_question(text, data.top_k, request_id(), "chat", state.settings)
     if data.stream:
         streamed = await state.pipeline.answer_stream(request.user, question)
-        return ServerSentEvent(_chunks(streamed, data.model, request.user, state))
+        return EventStream(_chunks(streamed, data.model, request.user, state))
     retrieved, answer = await state.pipeline.answer(request.user, question)
     return _completion(answer, data.model, retrieved.audit_id, retrieved.retrieval.complete)
 

@@ -1,6 +1,8 @@
-"""Per-request plumbing: request id, one canonical log line, metrics, a concurrency bound.
+"""Per-request plumbing: request id, one canonical log line, metrics, header and concurrency bounds.
 
-Pure ASGI so it wraps everything, including authentication failures and 404s.
+Pure ASGI so it wraps everything, including authentication failures. Litestar builds a
+middleware stack per route handler, so the concurrency slots are one semaphore shared by
+every instance (made by the composition root): the bound is per worker, not per route.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
 from gateway.metrics import Metrics
 
@@ -39,10 +41,12 @@ def _route_label(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Binds request_id, returns it as X-Request-ID, logs and measures each request."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_concurrency: int) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, slots: asyncio.Semaphore,
+                 max_header_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
-        self.slots = asyncio.Semaphore(max_concurrency)
+        self.slots = slots
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,13 +61,19 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
+                if not any(name.lower() == b"x-request-id" for name, _ in headers):
+                    headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
-        if self.slots.locked():
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > self.max_header_bytes:
+            await send_problem(send_with_id, 431, "Request header fields too large",
+                               f"Headers may hold at most {self.max_header_bytes} bytes.")
+            self._finish(scope, 431, 0.0)
+            return
+        if self.slots.locked():  # refuse at once: waiting for a slot would be a queue
             self.metrics.rejected_overload.inc()
-            await _overloaded(send_with_id, request_id)
+            await send_unavailable(send_with_id, "Too many concurrent requests; retry shortly.")
             self._finish(scope, 503, 0.0)
             return
         started = time.perf_counter()
@@ -71,6 +81,11 @@ class RequestContextMiddleware:
             self.metrics.in_flight.inc()
             try:
                 await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                # Raised by a middleware inside this one (authentication): Litestar's outer
+                # exception handler answers it after we return, so count its status here.
+                status["code"] = int(getattr(exc, "status_code", 500))
+                raise
             finally:
                 self.metrics.in_flight.dec()
                 self._finish(scope, status["code"], time.perf_counter() - started)
@@ -86,14 +101,23 @@ class RequestContextMiddleware:
         )
 
 
-async def _overloaded(send: Any, request_id: str) -> None:
-    body = msgspec.json.encode(
-        {"type": "about:blank", "title": "Service unavailable", "status": 503,
-         "detail": "Too many concurrent requests; retry shortly.", "request_id": request_id}
-    )
-    await send({
-        "type": "http.response.start", "status": 503,
-        "headers": [(b"content-type", b"application/problem+json"), (b"retry-after", b"1"),
-                    (b"content-length", str(len(body)).encode())],
-    })
-    await send({"type": "http.response.body", "body": body})
+async def send_unavailable(send: Send, detail: str) -> None:
+    """Answer 503 + Retry-After as a problem document, straight on the ASGI channel."""
+    await send_problem(send, 503, "Service unavailable", detail, [(b"retry-after", b"1")])
+
+
+async def send_problem(send: Send, status: int, title: str, detail: str,
+                       headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer with an RFC 9457 problem document from ASGI middleware (outside Litestar)."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    if request_id:
+        body["request_id"] = request_id
+    encoded = msgspec.json.encode(body)
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start", "status": status,
+        "headers": [(b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(encoded)).encode()), *(headers or [])],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": encoded, "more_body": False})

@@ -32,6 +32,8 @@ def problem(
     request_id = structlog.contextvars.get_contextvars().get("request_id")
     if request_id:
         body["request_id"] = request_id
+        # Errors raised by middleware are answered outside the request-id middleware.
+        headers = {**(headers or {}), "X-Request-ID": str(request_id)}
     body.update(extra)
     return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 

@@ -9,8 +9,9 @@ import msgspec
 import structlog
 from litestar import Request, post
 from litestar.datastructures import State
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage
 
+from gateway.api.openapi import StreamingOperation, problem_responses
 from gateway.api.retrieval_schemas import (
     QueryRequest,
     QueryResponse,
@@ -19,6 +20,7 @@ from gateway.api.retrieval_schemas import (
     citation,
     hit,
 )
+from gateway.api.sse import EventStream
 from gateway.errors import GatewayError
 from gateway.pipeline import StreamedAnswer, make_question
 
@@ -39,15 +41,16 @@ async def search(data: SearchRequest, request: Request[Any, Any, Any], state: St
     )
 
 
-@post("/v1/query", tags=["retrieval"], status_code=200, opt={"audit_action": "query"})
+@post("/v1/query", tags=["retrieval"], status_code=200, opt={"audit_action": "query"},
+      responses=problem_responses(502, 504), operation_class=StreamingOperation)
 async def query(
     data: QueryRequest, request: Request[Any, Any, Any], state: State
-) -> QueryResponse | ServerSentEvent:
+) -> QueryResponse | EventStream:
     """Answer with citations; `stream: true` sends server-sent events after the audit commit."""
     question = make_question(data.query, data.top_k, request_id(), "query", state.settings)
     if data.stream:
         streamed = await state.pipeline.answer_stream(request.user, question)
-        return ServerSentEvent(_query_events(streamed, request.user, state))
+        return EventStream(_query_events(streamed, request.user, state))
     retrieved, answer = await state.pipeline.answer(request.user, question)
     return QueryResponse(
         answer=answer.text, citations=[citation(c) for c in answer.citations],

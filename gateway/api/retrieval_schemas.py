@@ -9,8 +9,11 @@ import msgspec
 
 from gateway.domain import Citation, RetrievedChunk
 
-Query = Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
-TopK = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+Query = Annotated[str, msgspec.Meta(
+    min_length=1, max_length=100_000,
+    description="At most GATEWAY_MAX_QUERY_CHARS characters (default 2000); longer is 422.")]
+TopK = Annotated[int, msgspec.Meta(
+    ge=1, le=1000, description="At most GATEWAY_MAX_TOP_K (default 50); more is 422.")]
 
 
 class SearchRequest(msgspec.Struct):

@@ -13,7 +13,8 @@ import structlog
 
 from gateway.audit.service import AuditLog
 from gateway.domain import AuditEvent, Principal
-from gateway.errors import AuditUnavailableError, GatewayError
+from gateway.errors import AuditUnavailableError, GatewayError, PermissionDeniedError
+from gateway.metrics import Metrics
 
 log = structlog.get_logger("gateway.audit")
 _AUDITED_STATUSES = frozenset({400, 403, 404, 409, 413, 415, 422, 429, 502, 503, 504})
@@ -26,8 +27,9 @@ def _status_of(exc: Exception) -> int:
 class FailureAuditor:
     """Writes best-effort audit events for failed requests (never raises)."""
 
-    def __init__(self, audit: AuditLog) -> None:
+    def __init__(self, audit: AuditLog, metrics: Metrics | None = None) -> None:
         self._audit = audit
+        self._metrics = metrics
 
     async def request_failed(self, exc: Exception, scope: Any) -> None:
         """`after_exception` hook: record denied/failed requests of authenticated callers."""
@@ -40,6 +42,10 @@ class FailureAuditor:
         handler = scope.get("route_handler")
         opt = getattr(handler, "opt", {}) or {}
         action = opt.get("audit_action") or f"{scope.get('method', '')} {scope.get('path', '')}"
+        if self._metrics is not None and isinstance(exc, PermissionDeniedError):
+            # Refused for lacking a gateway role; a document's access policy counts its own
+            # refusals where it decides them (DocumentReader), so nothing is counted twice.
+            self._metrics.policy_denials.labels(opt.get("audit_action") or "other").inc()
         detail: dict[str, Any] = {"http_status": status, "error": type(exc).__name__}
         if isinstance(exc, GatewayError) and "audit_id" in exc.extra:
             detail["retrieval_event"] = exc.extra["audit_id"]

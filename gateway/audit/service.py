@@ -1,4 +1,4 @@
-"""Record audit events: committed in their own transaction, before anything is generated.
+"""Record audit events: chained and committed in their own transaction, before anything is generated.
 
 If the write fails for any reason the caller gets AuditUnavailableError (503) and must
 not go on to generate: an answer without its audit record is never given (SPEC §9).
@@ -9,13 +9,17 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from typing import Any
 
 import structlog
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.db.audit_models import AuditEventRow, AuditSourceRow
-from gateway.domain import AuditEvent
+from gateway.audit.canonical import normalize_json
+from gateway.audit.chain import Appended, PreparedEvent, append_event, checkpoint_if_due
+from gateway.audit.checkpoints import log_checkpoint
+from gateway.audit.signing import AuditSigner
+from gateway.audit.store import bind_tenant
+from gateway.domain import AuditEvent, AuditSource
 from gateway.errors import AuditUnavailableError
 from gateway.metrics import Metrics
 from gateway.settings import AuditSettings
@@ -28,57 +32,83 @@ def query_digest(query: str) -> str:
     return hashlib.sha256(query.encode("utf-8")).hexdigest()
 
 
+def _source_row(tenant: str, source: AuditSource) -> dict[str, Any]:
+    return {
+        "rank": source.rank, "document_id": source.document_id, "external_id": source.external_id,
+        "document_version": source.document_version, "chunk_id": source.chunk_id,
+        "content_sha256": source.content_sha256, "score": float(source.score),
+        "granted_by": source.granted_by, "policy_name": source.policy_name,
+        "policy_version": source.policy_version, "tenant": tenant,
+    }
+
+
+def prepare_event(event: AuditEvent, *, store_query: bool, event_id: uuid.UUID) -> PreparedEvent:
+    """The columns of `event` (query kept or only hashed, per GATEWAY_AUDIT_STORE_QUERY)."""
+    p = event.principal
+    row = {
+        "id": event_id,
+        "tenant": p.tenant,
+        "request_id": event.request_id,
+        "action": event.action,
+        "status": event.status,
+        "subject": p.subject,
+        "issuer": p.issuer,
+        "groups": list(p.groups),
+        "roles": list(p.roles),
+        "clearance": p.clearance,
+        "attributes": normalize_json({k: list(v) for k, v in p.attributes.items()}),
+        "query": event.query if store_query else None,
+        "query_sha256": query_digest(event.query) if event.query is not None else None,
+        "detail": normalize_json(dict(event.detail)),
+    }
+    return PreparedEvent(row=row, sources=tuple(_source_row(p.tenant, s) for s in event.sources))
+
+
 class AuditLog:
-    """Append-only writer of audit events (the runtime role can only INSERT and SELECT)."""
+    """Append-only writer of the hash-chained audit trail (the runtime role can only INSERT and SELECT)."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: AuditSettings,
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, signer: AuditSigner | None = None) -> None:
+        """`signer` signs the periodic checkpoints; the composition root always passes one.
+
+        Without it (tests of other stages that build an AuditLog by hand) events are
+        still chained, but no periodic checkpoint is written, and a warning says so.
+        """
         self._sessions = sessions
         self._settings = settings
         self._metrics = metrics
+        self._signer = signer
+        if signer is None:
+            log.warning("audit_checkpoints_disabled", reason="no audit signing key given")
 
     async def record(self, event: AuditEvent) -> uuid.UUID:
-        """Insert the event and its sources in one committed transaction; return its id."""
+        """Chain the event and its sources in one committed statement; return its id."""
         started = time.perf_counter()
         event_id = uuid.uuid4()
         try:
-            async with self._sessions() as session, session.begin():
-                await session.execute(insert(AuditEventRow).values(self._event_row(event_id, event)))
-                if event.sources:
-                    await session.execute(
-                        insert(AuditSourceRow),
-                        [self._source_row(event_id, s) for s in event.sources],
-                    )
+            prepared = prepare_event(event, store_query=self._settings.store_query, event_id=event_id)
+            async with self._sessions() as session:
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                appended = await append_event(session, prepared)
         except Exception as exc:
             self._metrics.audit_failures.inc()
             log.error("audit_write_failed", action=event.action, error=type(exc).__name__)
             raise AuditUnavailableError("The audit record could not be written.") from exc
+        self._metrics.audit_chain_lock.observe(appended.held_s)
         self._metrics.audit_latency.observe(time.perf_counter() - started)
+        if self._signer is not None:
+            await self._checkpoint(self._signer, prepared.tenant, appended)
         return event_id
 
-    def _event_row(self, event_id: uuid.UUID, event: AuditEvent) -> dict[str, object]:
-        p = event.principal
-        store = self._settings.store_query
-        return {
-            "id": event_id,
-            "request_id": event.request_id,
-            "action": event.action,
-            "status": event.status,
-            "subject": p.subject,
-            "issuer": p.issuer,
-            "tenant": p.tenant,
-            "groups": list(p.groups),
-            "roles": list(p.roles),
-            "clearance": p.clearance,
-            "attributes": {k: list(v) for k, v in p.attributes.items()},
-            "query": event.query if store else None,
-            "query_sha256": query_digest(event.query) if event.query is not None else None,
-            "detail": dict(event.detail),
-        }
-
-    @staticmethod
-    def _source_row(event_id: uuid.UUID, source: object) -> dict[str, object]:
-        row = {k: getattr(source, k) for k in (
-            "rank", "document_id", "external_id", "document_version", "chunk_id",
-            "content_sha256", "score", "granted_by", "policy_name", "policy_version")}
-        return {"event_id": event_id, **row}
+    async def _checkpoint(self, signer: AuditSigner, tenant: str, appended: Appended) -> None:
+        """A periodic checkpoint, after the commit; a failure is logged, the event stands."""
+        try:
+            async with self._sessions() as session, session.begin():
+                await bind_tenant(session, tenant)
+                checkpoint = await checkpoint_if_due(session, signer, tenant, appended,
+                                                     self._settings.checkpoint_every)
+        except Exception as exc:
+            log.error("audit_checkpoint_failed", seq=appended.seq, error=type(exc).__name__)
+            return
+        if checkpoint is not None:
+            log_checkpoint(checkpoint)

@@ -7,6 +7,8 @@ IdP tokens (`gateway.auth.tokens.verify_token`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import time
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from gateway.auth.jwks import KeySet
 from gateway.errors import AuthenticationError
 from gateway.settings import Settings
 
@@ -65,9 +68,6 @@ def public_jwk(data_dir: Path) -> dict[str, Any]:
     jwk: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(public))
     thumb_input = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")},
                              separators=(",", ":"), sort_keys=True)
-    import base64
-    import hashlib
-
     digest = hashlib.sha256(thumb_input.encode()).digest()
     jwk.update(kid=base64.urlsafe_b64encode(digest).rstrip(b"=").decode(), alg=DEV_ALGORITHM,
                use="sig")
@@ -117,18 +117,19 @@ def mint_dev_token(
 
 
 class DevKeySource:
-    """The key source of dev mode: the one local public key."""
+    """The key source of dev mode: the one local public key, picked by the same rules as IdP keys."""
 
     def __init__(self, data_dir: Path) -> None:
-        self._jwk = jwt.PyJWK(public_jwk(data_dir))
-        self._kid = self._jwk.key_id
+        self._document = {"keys": [public_jwk(data_dir)]}
+        self._keys = KeySet.parse(self._document, (DEV_ALGORITHM,))
 
     async def key_for(self, kid: str | None, algorithm: str) -> jwt.PyJWK:
         """Return the dev key when the kid matches (or is absent)."""
-        if kid is not None and kid != self._kid:
-            raise AuthenticationError("unknown kid")
-        return self._jwk
+        key = self._keys.find(kid, algorithm)
+        if key is None:
+            raise AuthenticationError("no key: unknown kid")
+        return key
 
     def jwks(self) -> dict[str, Any]:
         """The JWKS document served at /.well-known/jwks.json."""
-        return {"keys": [dict(self._jwk._jwk_data)]}
+        return {"keys": [dict(k) for k in self._document["keys"]]}

@@ -1,7 +1,9 @@
 """Bearer-token authentication for every non-public route.
 
 `Authorization: Bearer <JWT>` (scheme case-insensitive, RFC 7235 §2.1) becomes a
-Principal on `request.user`, or the request ends with 401. Tokens in query strings are
+Principal on `request.user`, or the request ends with 401. Only handlers marked
+`opt={"public": True}` (and /schema*) are skipped; so is the OPTIONS handler Litestar
+adds to a route, when every other handler of that route is public. Tokens in query strings are
 never read (RFC 6750 §2.3 is not supported on purpose). Every failure is logged with its
 reason and counted; the token itself is never logged.
 """
@@ -14,7 +16,8 @@ from litestar.middleware.authentication import (
     AbstractAuthenticationMiddleware,
     AuthenticationResult,
 )
-from litestar.types import ASGIApp
+from litestar.routes import HTTPRoute
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.claims import principal_from_claims
 from gateway.auth.tokens import KeySource, VerificationPolicy, verify_token
@@ -61,6 +64,13 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         self.settings = settings
         self.metrics = metrics
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate, unless this is the generated OPTIONS handler of a public route."""
+        if scope.get("method") == "OPTIONS" and _public_route(scope):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         """Return the principal or raise AuthenticationError (translated to 401)."""
         try:
@@ -73,3 +83,19 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
             raise
         structlog.contextvars.bind_contextvars(subject=principal.subject, tenant=principal.tenant)
         return AuthenticationResult(user=principal, auth=claims)
+
+
+def _public_route(scope: Scope) -> bool:
+    """Whether this is Litestar's generated OPTIONS handler on a route whose handlers are public."""
+    handler = scope.get("route_handler")
+    app = scope.get("litestar_app")
+    generated = getattr(getattr(handler, "fn", None), "__qualname__", "").startswith(
+        "HTTPRoute.create_options_handler"
+    )
+    if not generated or app is None:
+        return False
+    for route in app.routes:
+        if isinstance(route, HTTPRoute) and route.path in handler.paths:
+            others = [h for h in route.route_handlers if h is not handler]
+            return bool(others) and all(h.opt.get("public") for h in others)
+    return False

@@ -15,9 +15,9 @@ from gateway.errors import GatewayError
 
 
 def _command_modules() -> list[ModuleType]:
-    from gateway.cli import database, ingest, serve, token
+    from gateway.cli import audit, database, demo, ingest, policy, serve, token
 
-    return [serve, database, token, ingest]
+    return [serve, database, token, ingest, demo, policy, audit]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,6 +17,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from gateway.audit.service import AuditLog
+from gateway.audit.signing import AuditSigner
 from gateway.cli import runtime
 from gateway.db.engine import create_engine, session_factory
 from gateway.ingestion.bulk import BulkReport, ingest_items
@@ -24,6 +26,7 @@ from gateway.ingestion.embedders import build_embedder
 from gateway.ingestion.service import IngestionService
 from gateway.ingestion.sources import count_documents, iter_documents
 from gateway.logs import configure_logging
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from policies.principal import Principal
 
@@ -93,8 +96,10 @@ async def load(config: Settings, database_url: str, principal: Principal, paths:
                access: Any, batch_size: int, console: Console) -> BulkReport:
     """Ingest every document under `paths` with a progress bar on `console`."""
     engine = create_engine(database_url, config.database)
-    embedder = build_embedder(config.embedding)
-    service = IngestionService(session_factory(engine), embedder, config)
+    sessions = session_factory(engine)
+    service = IngestionService(sessions, build_embedder(config.embedding), config,
+                               audit=AuditLog(sessions, config.audit, Metrics(),
+                                                        AuditSigner.from_settings(config)))
     total = count_documents(paths)
     columns = (TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     try:

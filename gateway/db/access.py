@@ -21,11 +21,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, func, literal, select
+from sqlalchemy import ColumnElement, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
 from gateway.db.policy_models import AccessPolicy
+from gateway.errors import ConfigurationError
 from policies.model import AccessRule, ClassificationLevels, DocumentAccess
 from policies.principal import Principal
 from policies.sql import access_predicate
@@ -38,7 +39,8 @@ def principal_settings(principal: Principal, levels: ClassificationLevels, now: 
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     return {
-        "gateway.tenant": principal.tenant,
+        # No subject or no tenant: bind no tenant, so nothing is visible (as in decide and the predicate).
+        "gateway.tenant": principal.tenant if principal.subject else "",
         "gateway.principals": json.dumps(list(principal.principal_strings)),
         "gateway.clearance": str(levels.clearance_rank(principal.clearance)),
         "gateway.attributes": json.dumps({k: list(v) for k, v in principal.attributes.items()}),
@@ -54,10 +56,19 @@ def writer_settings(tenant: str) -> dict[str, str]:
     return {"gateway.tenant": tenant, "gateway.writer": "on", **dict.fromkeys(READER_SETTINGS, "")}
 
 
-def binding_statement(settings: Mapping[str, str]) -> Select[Any]:
-    """One SELECT that sets every value transaction-locally (`is_local = true`)."""
-    return select(*(func.set_config(literal(name), literal(value), literal(True))
-                    for name, value in settings.items()))
+SETTINGS = ("gateway.tenant", "gateway.writer", *READER_SETTINGS)
+_BIND_ALL = text("SELECT " + ", ".join(
+    f"set_config('{name}', :{name.removeprefix('gateway.')}, true)" for name in SETTINGS))
+
+
+def binding_statement(settings: Mapping[str, str]) -> TextClause:
+    """One SELECT that sets every value transaction-locally (`is_local = true`).
+
+    Every setting is written each time, so a transaction is never half reader, half writer.
+    """
+    if set(settings) != set(SETTINGS):
+        raise ValueError("bind every gateway setting")
+    return _BIND_ALL.bindparams(**{k.removeprefix("gateway."): v for k, v in settings.items()})
 
 
 async def bind_principal(
@@ -118,3 +129,28 @@ def access_column_values(
 def chunk_column_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """The subset of `access_column_values` that chunks carry."""
     return {k: v for k, v in values.items() if k != "access"}
+
+
+def rule_from_columns(row: Any, levels: ClassificationLevels) -> AccessRule:
+    """The access rule stored in a row's access columns (the inverse of `rule_column_values`).
+
+    Reading rules back from the columns, not from `documents.access`, means `decide` sees
+    exactly what the SQL predicate and row-level security see.
+    """
+    if not 0 <= row.classification < len(levels.names):
+        raise ConfigurationError(
+            f"stored classification rank {row.classification} is not a configured level "
+            "(GATEWAY_CLASSIFICATION_LEVELS changed?)")
+    return AccessRule(
+        allow=tuple(row.allow),
+        deny=tuple(row.deny),
+        classification=levels.names[row.classification],
+        conditions={k: tuple(v) for k, v in row.conditions.items()},
+        valid_from=row.valid_from,
+        valid_until=row.valid_until,
+    )
+
+
+def access_from_columns(row: Any, levels: ClassificationLevels) -> DocumentAccess:
+    """A document's (or chunk's) stored access: tenant, own rule, named policy."""
+    return DocumentAccess(tenant=row.tenant, rule=rule_from_columns(row, levels), policy=row.policy_name)

@@ -6,6 +6,7 @@ UpstreamError (502). The prompt holds only the audited chunks.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -47,17 +48,25 @@ class OpenAIChatGenerator:
         """One completion; the whole answer text."""
         started = time.perf_counter()
         try:
-            response = await self._client.post("chat/completions", json=self._body(query, chunks, False))
+            # httpx times each read; a slow drip of bytes must not outlast the LLM timeout.
+            async with asyncio.timeout(self._settings.timeout_s):
+                response = await self._client.post("chat/completions",
+                                                   json=self._body(query, chunks, False))
             data = response.json() if response.status_code == 200 else None
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             raise self._timeout() from None
+        except httpx.TransportError:
+            raise self._garbage("connection failed", kind="connection") from None
         except (httpx.HTTPError, ValueError):
             raise self._garbage("unreadable response") from None
         finally:
             self._metrics.llm_latency.observe(time.perf_counter() - started)
         if data is None:
             raise self._garbage(f"status {response.status_code}")
-        return _content(data)
+        content = _content(data)
+        if content is None:
+            raise self._garbage("no message content")
+        return content
 
     async def stream(self, query: str, chunks: Sequence[RetrievedChunk]) -> AsyncIterator[str]:
         """Yield content deltas from the upstream's server-sent events."""
@@ -76,7 +85,9 @@ class OpenAIChatGenerator:
         except httpx.TimeoutException:
             raise self._timeout() from None
         except httpx.HTTPError:
-            raise self._garbage("connection failed mid-stream") from None
+            raise self._garbage("connection failed mid-stream", kind="connection") from None
+        except _UnusableChunk:
+            raise self._garbage("unusable stream") from None
         finally:
             self._metrics.llm_latency.observe(time.perf_counter() - started)
 
@@ -84,19 +95,22 @@ class OpenAIChatGenerator:
         self._metrics.llm_errors.labels("timeout").inc()
         return UpstreamTimeoutError("The language model did not answer in time.")
 
-    def _garbage(self, why: str) -> UpstreamError:
-        self._metrics.llm_errors.labels("bad_response").inc()
+    def _garbage(self, why: str, kind: str = "bad_response") -> UpstreamError:
+        self._metrics.llm_errors.labels(kind).inc()
         return UpstreamError(f"The language model returned an unusable response ({why}).")
 
 
-def _content(data: Any) -> str:
+class _UnusableChunk(ValueError):
+    """A server-sent event of the upstream's stream that is not a chat completion chunk."""
+
+
+def _content(data: Any) -> str | None:
+    """The answer text of a completion, or None when the body is not a completion."""
     try:
         content = data["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise UpstreamError("The language model returned an unusable response.") from None
-    if not isinstance(content, str):
-        raise UpstreamError("The language model returned an unusable response.")
-    return content
+        return None
+    return content if isinstance(content, str) else None
 
 
 def _stream_delta(line: str) -> str | None:
@@ -110,5 +124,5 @@ def _stream_delta(line: str) -> str | None:
         choice = json.loads(payload)["choices"][0]
         content = (choice.get("delta") or {}).get("content") or ""
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise UpstreamError("The language model returned an unusable stream.") from None
+        raise _UnusableChunk(payload[:40]) from None
     return content if isinstance(content, str) else ""

@@ -18,7 +18,6 @@ from typing import Any
 
 from gateway.errors import InvalidInputError, PermissionDeniedError
 from gateway.ingestion.extract import PLAIN, ExtractedText, extract
-from gateway.settings import PolicySettings
 from policies.model import AccessBlockError, ClassificationLevels, DocumentAccess, parse_access
 from policies.principal import Principal
 
@@ -56,12 +55,6 @@ class PreparedDocument:
     def external_id(self) -> str:
         """The client's identifier, unique within the tenant."""
         return self.source.external_id
-
-
-def classification_levels(policy: PolicySettings) -> ClassificationLevels:
-    """The configured classification levels and defaults as the policy model wants them."""
-    return ClassificationLevels(names=policy.levels, default_document=policy.default_classification,
-                                default_clearance=policy.default_clearance)
 
 
 def content_hash(title: str, text: str) -> str:

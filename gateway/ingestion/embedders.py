@@ -66,6 +66,7 @@ class LocalEmbedder:
         pooling = json.loads((self.model_path / "1_Pooling" / "config.json").read_text("utf-8"))
         self.dimension = int(pooling["word_embedding_dimension"])
         self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
         self._model: Any = None
 
     def load(self) -> Any:
@@ -86,10 +87,14 @@ class LocalEmbedder:
         """Encode passages in batches of `batch_size`."""
         if not texts:
             return []
-        vectors = self.load().encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        )
+        model = self.load()
+        # One encode at a time: the Rust tokenizer refuses concurrent reconfiguration
+        # ("Already borrowed"), and torch already uses every core for one batch.
+        with self._encode_lock:
+            vectors = model.encode(
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
         return [[float(x) for x in row] for row in vectors.tolist()]
 
     def embed_query(self, text: str) -> list[float]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from gateway.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
@@ -151,6 +151,15 @@ _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _SPACE = re.compile(r"\s+")
 
 
+@dataclass
+class _OpenHeading:
+    """A heading being read: its level, its words so far, where its first word starts."""
+
+    level: int
+    words: list[str] = field(default_factory=list)
+    offset: int | None = None
+
+
 class _HTMLText(HTMLParser):
     """Visible text with paragraph breaks; scripts, styles and other non-text dropped."""
 
@@ -161,7 +170,7 @@ class _HTMLText(HTMLParser):
         self.headings: list[Heading] = []
         self._skip_depth = 0
         self._pre_depth = 0
-        self._heading: tuple[int, int, list[str]] | None = None
+        self._heading: _OpenHeading | None = None
 
     def _emit(self, text: str) -> None:
         self.parts.append(text)
@@ -172,6 +181,8 @@ class _HTMLText(HTMLParser):
 
     def _break(self, newlines: int) -> None:
         """End the current line or paragraph: drop trailing spaces, ensure `newlines` newlines."""
+        if self._heading is not None:
+            self._heading.words.append(" ")  # a block inside a heading still separates its words
         while self.parts and self.parts[-1].endswith(" "):
             stripped = self.parts[-1].rstrip(" ")
             self.length -= len(self.parts[-1]) - len(stripped)
@@ -201,7 +212,7 @@ class _HTMLText(HTMLParser):
             self._break(2)
             self._pre_depth += tag == "pre"
             if tag in _HEADINGS:
-                self._heading = (self.length, _HEADINGS[tag], [])
+                self._heading = _OpenHeading(_HEADINGS[tag])
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag not in _SKIPPED:
@@ -215,10 +226,9 @@ class _HTMLText(HTMLParser):
         elif tag in _BLOCKS:
             self._pre_depth = max(0, self._pre_depth - (tag == "pre"))
             if tag in _HEADINGS and self._heading is not None:
-                offset, level, words = self._heading
-                title = _SPACE.sub(" ", "".join(words)).strip()
-                if title:
-                    self.headings.append(Heading(offset, level, title))
+                title = _SPACE.sub(" ", "".join(self._heading.words)).strip()
+                if title and self._heading.offset is not None:
+                    self.headings.append(Heading(self._heading.offset, self._heading.level, title))
                 self._heading = None
             self._break(2)
 
@@ -233,7 +243,9 @@ class _HTMLText(HTMLParser):
         if not data:
             return
         if self._heading is not None:
-            self._heading[2].append(data)
+            if self._heading.offset is None and data.strip():
+                self._heading.offset = self.length + len(data) - len(data.lstrip())
+            self._heading.words.append(data)
         self._emit(data)
 
 

@@ -17,15 +17,25 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.errors import ConflictError, GatewayError, NotFoundError, UnavailableError
+from gateway.audit.service import AuditLog
+from gateway.db.access import bind_writer
+from gateway.domain import AuditEvent
+from gateway.errors import (
+    ConflictError,
+    GatewayError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnavailableError,
+)
 from gateway.ingestion import store
 from gateway.ingestion.chunking import Chunker, Tokenizer
-from gateway.ingestion.documents import DocumentInput, PreparedDocument, classification_levels, prepare
+from gateway.ingestion.documents import DocumentInput, PreparedDocument, prepare
 from gateway.ingestion.embedders import Embedder
 from gateway.ingestion.store import EmbeddedChunk, Written
 from gateway.ingestion.tokens import WordPieceTokenizer
@@ -55,25 +65,39 @@ class IngestionService:
     """Writes documents with their chunks, embeddings and access for ingesting principals."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], embedder: Embedder, settings: Settings,
-                 *, tokenizer: Tokenizer | None = None) -> None:
+                 *, audit: AuditLog | None = None, tokenizer: Tokenizer | None = None) -> None:
         self._sessions = sessions
         self._embedder = embedder
-        self._levels = classification_levels(settings.policy)
+        self._audit = audit
+        self._levels = settings.policy.classification_levels()
         self._max_bytes = settings.ingestion.max_document_bytes
         self._chunker = Chunker(tokenizer or WordPieceTokenizer(), settings.ingestion.chunk_tokens,
                                 settings.ingestion.chunk_overlap_tokens)
 
-    async def ingest(self, principal: Principal, document: DocumentInput) -> Written:
-        """Ingest one document; its failure is raised as the domain error it is."""
-        outcome = (await self.ingest_many(principal, [document]))[0]
+    async def ingest(self, principal: Principal, document: DocumentInput, *, request_id: str = "") -> Written:
+        """Ingest one document (the API path); a failure is raised as the domain error it is.
+
+        Only a success is audited here: the HTTP layer audits every failed request.
+        """
+        outcome = (await self._ingest(principal, [document]))[0]
         if isinstance(outcome, IngestFailure):
             raise outcome.error
+        await self._record_ingest(principal, [outcome], request_id)
         return outcome
 
     async def ingest_many(
-        self, principal: Principal, documents: Sequence[DocumentInput]
+        self, principal: Principal, documents: Sequence[DocumentInput], *, request_id: str = ""
     ) -> list[IngestOutcome]:
-        """Ingest a batch; one outcome per document, in order. Repeated ids apply in order."""
+        """Ingest a batch (the bulk path); one outcome per document, in order.
+
+        The batch is audited as one `document.ingest` event listing every outcome.
+        """
+        results = await self._ingest(principal, documents)
+        await self._record_ingest(principal, results, request_id)
+        return results
+
+    async def _ingest(self, principal: Principal, documents: Sequence[DocumentInput]) -> list[IngestOutcome]:
+        """Prepare each document, then write in rounds; repeated external ids apply in order."""
         outcomes: list[IngestOutcome | None] = [None] * len(documents)
         prepared: list[tuple[int, PreparedDocument]] = []
         for position, document in enumerate(documents):
@@ -88,12 +112,37 @@ class IngestionService:
                 outcomes[position] = outcome
         return [outcome for outcome in outcomes if outcome is not None]
 
-    async def delete(self, principal: Principal, document_id: uuid.UUID) -> None:
+    async def delete(self, principal: Principal, document_id: uuid.UUID, *, request_id: str = "") -> None:
         """Delete a document of the principal's tenant with its chunks; 404 if there is none."""
         async with self._sessions() as session, session.begin():
+            await bind_writer(session, principal.tenant)
             deleted = await store.delete_document(session, principal.tenant, document_id)
         if not deleted:
-            raise NotFoundError("no such document")
+            raise NotFoundError("No such document.")  # audited by the HTTP layer, like every 404
+        await self._record(principal, request_id, "document.delete", "ok", {"document_id": str(document_id)})
+
+    async def _record_ingest(
+        self, principal: Principal, results: list[IngestOutcome], request_id: str
+    ) -> None:
+        entries = [
+            {"external_id": r.external_id, "error": r.error.status_code} if isinstance(r, IngestFailure)
+            else {"external_id": r.external_id, "document_id": str(r.id), "version": r.version,
+                  "status": r.status}
+            for r in results
+        ]
+        failures = [r for r in results if isinstance(r, IngestFailure)]
+        if any(isinstance(f.error, PermissionDeniedError) for f in failures):
+            status = "denied"
+        else:
+            status = "ok" if not failures else "failed" if len(failures) == len(results) else "partial"
+        await self._record(principal, request_id, "document.ingest", status, {"documents": entries})
+
+    async def _record(self, principal: Principal, request_id: str, action: str, status: str,
+                      detail: dict[str, Any]) -> None:
+        """Commit an audit event (when the service has an audit log); failure is a 503."""
+        if self._audit is not None:
+            await self._audit.record(AuditEvent(request_id=request_id or uuid.uuid4().hex, action=action,
+                                                principal=principal, status=status, detail=detail))
 
     async def _write_isolated(self, documents: list[PreparedDocument]) -> list[IngestOutcome]:
         try:
@@ -116,11 +165,13 @@ class IngestionService:
         for _ in range(MAX_ATTEMPTS):
             try:
                 async with self._sessions() as session, session.begin():
+                    await bind_writer(session, tenant)
                     stored = await store.current_hashes(session, tenant, [d.external_id for d in documents])
                 need = [d for d in documents if stored.get(d.external_id) != d.content_sha256
                         and d.external_id not in embedded]
                 embedded.update(await asyncio.to_thread(self._chunk_and_embed, need))
                 async with self._sessions() as session, session.begin():
+                    await bind_writer(session, tenant)
                     return await store.write_batch(session, tenant, documents, embedded, self._levels)
             except store.StaleWriteError:
                 continue

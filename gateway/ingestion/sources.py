@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import GatewayError, InvalidInputError, PayloadTooLargeError
+from gateway.errors import GatewayError, InvalidInputError, PayloadTooLargeError, UnsupportedMediaError
 from gateway.ingestion.documents import DocumentInput, document_from_wire
 from gateway.ingestion.extract import HTML, MARKDOWN, PDF, PLAIN
 
@@ -103,6 +103,9 @@ def access_for(file: Path, root: Path, default_access: Any) -> Any:
 def _file_item(file: Path, root: Path, default_access: Any, max_bytes: int) -> SourceItem:
     label = file.relative_to(root).as_posix() if file != root else file.name
     try:
+        if file.suffix.lower() not in FILE_TYPES:
+            raise UnsupportedMediaError(f"{file.suffix or 'files without an extension'} is not supported; "
+                                        f"use {', '.join(FILE_TYPES)} or {', '.join(JSONL_SUFFIXES)}")
         size = file.stat().st_size
         if size > max_bytes:
             raise PayloadTooLargeError(f"the document is {size} bytes; the limit is {max_bytes} bytes")

@@ -21,10 +21,11 @@ from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.access import access_column_values
 from gateway.db.models import Chunk, Document
 from gateway.ingestion.chunking import TextChunk
 from gateway.ingestion.documents import PreparedDocument
-from policies.model import ClassificationLevels, DocumentAccess
+from policies.model import ClassificationLevels
 
 DOCUMENTS: Table = Document.__table__  # type: ignore[assignment]
 CHUNKS: Table = Chunk.__table__  # type: ignore[assignment]
@@ -55,25 +56,10 @@ class Written:
     status: str  # created | new_version | metadata_updated | unchanged
 
 
-def access_values(access: DocumentAccess, tenant: str, levels: ClassificationLevels) -> dict[str, Any]:
-    """The access columns of a document and its chunks (classification stored as its rank)."""
-    rule = access.rule
-    return {
-        "tenant": tenant,
-        "allow": list(rule.allow),
-        "deny": list(rule.deny),
-        "classification": levels.rank(rule.classification),
-        "conditions": {k: list(v) for k, v in sorted(rule.conditions.items())},
-        "valid_from": rule.valid_from,
-        "valid_until": rule.valid_until,
-        "policy_name": access.policy,
-    }
-
-
 def _document_values(doc: PreparedDocument, levels: ClassificationLevels) -> dict[str, Any]:
-    stored_access = DocumentAccess(tenant=doc.tenant, rule=doc.access.rule, policy=doc.access.policy)
+    """The document row: the shared access columns (and canonical `access`), then content."""
     return {
-        **access_values(doc.access, doc.tenant, levels),
+        **access_column_values(doc.access, levels, tenant=doc.tenant),
         "external_id": doc.external_id,
         "title": doc.source.title,
         "source_uri": doc.source.source_uri,
@@ -81,7 +67,6 @@ def _document_values(doc: PreparedDocument, levels: ClassificationLevels) -> dic
         "metadata": dict(doc.source.metadata),
         "body": doc.extracted.text,
         "content_sha256": doc.content_sha256,
-        "access": stored_access.to_json(),
     }
 
 

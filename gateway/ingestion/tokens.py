@@ -38,7 +38,11 @@ class WordPieceTokenizer:
         self._lock = threading.Lock()
         self._tokenizer: Any = None
 
-    def _loaded(self) -> Any:
+    def _encode(self, texts: str | list[str], **options: Any) -> Any:
+        """Call the tokenizer, loading it on first use; one call at a time.
+
+        The Rust tokenizer refuses concurrent use of one instance ("Already borrowed").
+        """
         with self._lock:
             if self._tokenizer is None:
                 from transformers import AutoTokenizer
@@ -46,18 +50,15 @@ class WordPieceTokenizer:
                 self._tokenizer = AutoTokenizer.from_pretrained(
                     str(self.model_path), local_files_only=True
                 )
-            return self._tokenizer
+            return self._tokenizer(texts, add_special_tokens=False, verbose=False, **options)
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the word pieces of `text`, in order, without special tokens."""
-        encoded = self._loaded()(
-            text, add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        encoded = self._encode(text, return_offsets_mapping=True)
         return [(int(start), int(end)) for start, end in encoded["offset_mapping"]]
 
     def count(self, texts: Sequence[str]) -> list[int]:
         """The number of word pieces each text becomes on its own."""
         if not texts:
             return []
-        encoded = self._loaded()(list(texts), add_special_tokens=False, verbose=False)
-        return [len(ids) for ids in encoded["input_ids"]]
+        return [len(ids) for ids in self._encode(list(texts))["input_ids"]]

@@ -95,3 +95,44 @@ def test_ingest_a_thousand_generated_documents(tmp_path, db_urls):
     assert numbers == {"documents": 1000, "chunks": chunk_count, "skipped": 0, "failed": 0}
     assert chunk_count >= 1000
     assert "1000/1000" in result.stderr
+
+
+def _answer_block(stdout: str, question: str, subject: str) -> str:
+    """The lines printed for one user under one question."""
+    section = stdout.split(f"Q: {question}", 1)[1].split("\nQ: ", 1)[0]
+    [block] = [b for b in re.split(r"\n  (?=\S)", section) if b.startswith(f"{subject} (")]
+    return block
+
+
+@pytest.mark.slow
+def test_demo_loads_both_tenants_and_answers_differ_by_access(tmp_path, db_urls):
+    env = gateway_env({"DATABASE_URL": db_urls.runtime, "GATEWAY_DATA_DIR": str(tmp_path / "gw")})
+    first = run_cli(["demo"], env, tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "acme: 36 documents loaded" in first.stdout
+    assert "globex: 4 documents loaded" in first.stdout
+    tenants = dict(db_rows(db_urls.superuser, "SELECT tenant, count(*) FROM documents GROUP BY tenant"))
+    assert tenants == {"acme": 36, "globex": 4}
+
+    salaries = "How much will salaries increase in 2026?"
+    alice = _answer_block(first.stdout, salaries, "alice")
+    carol = _answer_block(first.stdout, salaries, "carol")
+    assert "hr/compensation-review-2026.md" in carol and "3.8%" in carol
+    assert "compensation-review" not in alice and "3.8%" not in alice
+    leave = "How many weeks of paid parental leave do new parents get?"
+    assert "16 weeks" in _answer_block(first.stdout, leave, "alice")
+    dave = _answer_block(first.stdout, leave, "dave")
+    assert "12 weeks" in dave and "16 weeks" not in dave
+    events = db_rows(db_urls.superuser, "SELECT subject, count(*) FROM audit_events WHERE action = 'query'"
+                                        " GROUP BY subject")
+    assert dict(events) == {"alice": 2, "bob": 1, "carol": 1, "dave": 1}
+
+    second = run_cli(["demo", "--load-only"], env, tmp_path, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "acme: 0 documents loaded (0 chunks), 36 unchanged" in second.stdout
+    assert "Q: " not in second.stdout
+    referenced = db_rows(db_urls.superuser, "SELECT DISTINCT policy_name FROM documents"
+                         " WHERE policy_name IS NOT NULL AND policy_name NOT IN"
+                         " (SELECT name FROM access_policies WHERE tenant = documents.tenant)")
+    assert referenced == []  # every named policy the corpus refers to exists
+    assert db_rows(db_urls.superuser, "SELECT DISTINCT version FROM access_policies") == [(1,)]

@@ -11,6 +11,7 @@ import httpx
 
 from gateway.app import create_app
 from gateway.auth.devkeys import mint_dev_token
+from gateway.cli.serve import uvicorn_options
 from gateway.settings import Settings
 from tests.support.server import serve_in_thread
 
@@ -33,8 +34,10 @@ class LiveGateway:
 
 @contextmanager
 def live_gateway(settings: Settings, **components: Any) -> Iterator[LiveGateway]:
-    """Serve create_app(settings, **components) on loopback."""
-    with serve_in_thread(create_app(settings, **components)) as base:
+    """Serve create_app(settings, **components) on loopback, with the HTTP bounds of `gateway serve`."""
+    options = uvicorn_options(settings)
+    bounds = {k: options[k] for k in ("http", "h11_max_incomplete_event_size", "limit_concurrency")}
+    with serve_in_thread(create_app(settings, **components), **bounds) as base:
         yield LiveGateway(base, settings)
 
 

@@ -22,6 +22,7 @@ class StandInLLM:
     """Behaviour switches and a record of what the stand-in received."""
 
     mode: str = "answer"  # answer | hang | garbage | error
+    delay_s: float = 0.0  # answer, but only after this long
     reply: str = "The travel budget is 500 EUR per trip [1]."
     received: list[dict[str, Any]] = field(default_factory=list)
     received_at: list[float] = field(default_factory=list)
@@ -57,6 +58,8 @@ def build_app(llm: StandInLLM) -> Litestar:
         await asyncio.to_thread(llm.record, body)
         if llm.mode == "hang":
             await asyncio.sleep(120)
+        if llm.delay_s:
+            await asyncio.sleep(llm.delay_s)
         if llm.mode == "garbage":
             return Response(content=b"<html>definitely not json", media_type="text/html")
         if llm.mode == "error":

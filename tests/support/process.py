@@ -6,9 +6,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -31,21 +33,46 @@ def run_cli(args: list[str], env: Mapping[str, str], cwd: Path, timeout: float =
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
+@dataclass
+class GatewayProcess:
+    """A running `gateway serve` subprocess, its base URL and what it has written so far."""
+
+    proc: subprocess.Popen[str]
+    base_url: str
+    lines: list[str] = field(default_factory=list)
+
+    def drain(self) -> None:
+        """Read the process's output as it comes (an unread pipe would block its logging)."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
 @contextmanager
-def running_gateway(env: Mapping[str, str], cwd: Path, *, timeout: float = 90) -> Iterator[str]:
-    """Start `gateway serve` on a free port; yield its base URL once /health/live answers."""
+def gateway_process(env: Mapping[str, str], cwd: Path, *, timeout: float = 90) -> Iterator[GatewayProcess]:
+    """Start `gateway serve` on a free port; yield it once /health/live answers.
+
+    On exit it is sent SIGINT (if still running) and reaped.
+    """
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
         env=dict(env), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         stdin=subprocess.DEVNULL,
     )
-    base = f"http://127.0.0.1:{port}"
+    process = GatewayProcess(proc, f"http://127.0.0.1:{port}")
+    reader = threading.Thread(target=process.drain, daemon=True)
+    reader.start()
+    base = process.base_url
     deadline = time.monotonic() + timeout
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"gateway exited early: {proc.stdout.read() if proc.stdout else ''}")
+                reader.join(timeout=5)
+                raise RuntimeError(f"gateway exited early: {process.output()}")
             try:
                 if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
                     break
@@ -54,11 +81,19 @@ def running_gateway(env: Mapping[str, str], cwd: Path, *, timeout: float = 90) -
             if time.monotonic() > deadline:
                 raise RuntimeError("gateway did not start in time")
             time.sleep(0.2)
-        yield base
+        yield process
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def running_gateway(env: Mapping[str, str], cwd: Path, *, timeout: float = 90) -> Iterator[str]:
+    """Start `gateway serve` on a free port; yield its base URL once /health/live answers."""
+    with gateway_process(env, cwd, timeout=timeout) as process:
+        yield process.base_url

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from bench.load import load
+from bench.corpus_load import load
 from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.db.engine import create_engine, session_factory
 from gateway.domain import Retrieval

@@ -20,11 +20,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
-    """Yield the base URL of `app` served by uvicorn until the block exits."""
+def serve_in_thread(app: Any, *, port: int | None = None, **options: Any) -> Iterator[str]:
+    """Yield the base URL of `app` served by uvicorn (extra `options` for its Config) until the block exits."""
     port = port or free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                            lifespan="on", timeout_graceful_shutdown=5)
+                            lifespan="on", timeout_graceful_shutdown=5, **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

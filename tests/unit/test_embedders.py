@@ -121,3 +121,15 @@ def test_openai_embedder_unreachable_or_slow_endpoint_is_unavailable():
         embedder = OpenAIEmbedder(openai_settings(), transport=httpx.MockTransport(handler))
         with pytest.raises(UnavailableError, match=message):
             embedder.embed_query("q")
+
+
+def test_local_embedder_and_tokenizer_are_safe_to_call_from_many_threads(embedder, wordpiece):
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"Passage number {n} about leave and travel." for n in range(8)]
+    expected = embedder.embed_documents(texts)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        vectors = list(pool.map(lambda t: embedder.embed_documents([t])[0], texts))
+        counts = list(pool.map(lambda t: wordpiece.count([t])[0], texts * 4))
+    assert all(cosine(a, b) > 0.9999 for a, b in zip(vectors, expected, strict=True))
+    assert counts == wordpiece.count(texts * 4)

@@ -62,6 +62,18 @@ def test_html_drops_scripts_styles_and_comments_and_keeps_headings_and_paragraph
         assert result.text[heading.offset:].startswith(heading.title)
 
 
+def test_blocks_inside_a_heading_still_separate_its_words():
+    result = extract("<h2>Pay<p>and leave</h2>", "text/html", max_bytes=LIMIT)
+    assert result.text == "Pay\n\nand leave"
+    assert [h.title for h in result.headings] == ["Pay and leave"]
+
+
+def test_a_heading_offset_points_at_its_first_word_even_in_preformatted_text():
+    result = extract("<pre>code<h2>  Title here</h2></pre>", "text/html", max_bytes=LIMIT)
+    [heading] = result.headings
+    assert result.text[heading.offset:].startswith("Title here")
+
+
 def test_html_preformatted_text_keeps_its_whitespace():
     result = extract("<p>Run:</p><pre>  make   test\n  make lint</pre>", "text/html", max_bytes=LIMIT)
     assert result.text == "Run:\n\n  make   test\n  make lint"
@@ -124,7 +136,7 @@ _FRAGMENTS = ["<p>", "</p>", "<h2>", "</h2>", "<h1>", "</h1>", "<br>", "<div>", 
               "&amp;", "<!-- c -->", "<li>", "</li>", "<style>", "</style>"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.lists(st.sampled_from(_FRAGMENTS), max_size=40))
 def test_any_tag_soup_yields_trimmed_text_and_headings_that_point_at_their_titles(fragments):
     try:
@@ -137,3 +149,4 @@ def test_any_tag_soup_yields_trimmed_text_and_headings_that_point_at_their_title
     for heading in result.headings:
         assert 0 <= heading.offset < len(result.text)
         assert result.text[heading.offset:].startswith(heading.title.split(" ")[0])
+        assert not result.text[heading.offset].isspace()

@@ -157,3 +157,12 @@ def test_custom_levels_order_clearances():
     doc = parse_access({"tenant": "acme", "allow": ["everyone"], "classification": "high"}, levels)
     assert not decide(alice(clearance="low"), doc, now=NOW, levels=levels).allowed
     assert decide(alice(clearance="high"), doc, now=NOW, levels=levels).allowed
+
+
+@pytest.mark.parametrize("changes", [{"subject": ""}, {"tenant": ""}])
+def test_principal_without_subject_or_tenant_sees_nothing(changes):
+    principal = alice(**changes)
+    everyone_there = DocumentAccess(principal.tenant, AccessRule(allow=("everyone",)))
+    decision = decide(principal, everyone_there, now=NOW, levels=LEVELS)
+    assert not decision.allowed
+    assert decision.failed[0].detail == "the principal has no subject or no tenant"

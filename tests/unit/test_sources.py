@@ -99,3 +99,8 @@ def test_missing_paths_are_reported(tmp_path):
 def test_titles_fall_back_to_the_file_name(tmp_path):
     assert guess_title(Path("q3_revenue-report.txt"), b"numbers") == "q3 revenue report"
     assert guess_title(Path("x.html"), b"<h1 class='t'>Big <b>News</b></h1>") == "Big News"
+
+
+def test_a_file_named_directly_with_an_unsupported_extension_is_refused(tmp_path):
+    [item] = iter_documents([write(tmp_path / "deck.pptx", b"PK")], default_access=DEFAULT, max_bytes=LIMIT)
+    assert item.document is None and item.error.status_code == 415

@@ -1,0 +1,82 @@
+"""Appending to a tenant's hash chain: the one step that must be serialised, kept short.
+
+Everything that does not depend on the chain's head is done before the lock: the rows
+are built, JSON normalised, and the body hash computed here. Then one statement,
+`audit_append(event, sources, body_sha256)`, run in autocommit, binds the tenant,
+takes the chain's transaction-level advisory lock, reads the head, computes the link
+hash (seq, ts, prev_hash), inserts the event and its sources and commits - the lock is
+never held across a client round trip. Each tenant has its own chain and lock, so
+tenants never wait for each other. The function reports how long it held the lock
+(`gateway_audit_chain_lock_seconds`; the commit's WAL flush comes on top).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.canonical import body_document, canonical_json, sha256_hex
+from gateway.audit.checkpoints import Checkpoint, sign_checkpoint, store_checkpoint
+from gateway.audit.signing import AuditSigner
+
+_APPEND = text("SELECT seq, hash, ts, held_s FROM audit_append("
+               "CAST(:event AS jsonb), CAST(:sources AS jsonb), :body_sha256)")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=lambda v: str(v) if isinstance(v, uuid.UUID) else v)
+
+
+@dataclass(frozen=True)
+class PreparedEvent:
+    """An event's columns (all but seq, ts, prev_hash, hash) and its source rows, ready to chain."""
+
+    row: Mapping[str, Any]
+    sources: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
+
+    @property
+    def tenant(self) -> str:
+        """The chain the event joins."""
+        return str(self.row["tenant"])
+
+    def body_sha256(self) -> str:
+        """Hash of the part of the document that does not depend on the chain."""
+        return sha256_hex(canonical_json(body_document(self.row, self.sources)))
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where the event landed in its chain, and how long the chain was locked for it."""
+
+    seq: int
+    hash: str
+    ts: datetime
+    held_s: float
+
+
+async def append_event(session: AsyncSession, event: PreparedEvent) -> Appended:
+    """Chain and insert `event` with one statement (committed by autocommit, or by the caller)."""
+    row = (await session.execute(_APPEND, {
+        "event": _json(dict(event.row)),
+        "sources": _json([dict(s) for s in event.sources]),
+        "body_sha256": event.body_sha256(),
+    })).one()
+    return Appended(seq=int(row.seq), hash=str(row.hash), ts=row.ts, held_s=float(row.held_s))
+
+
+async def checkpoint_if_due(session: AsyncSession, signer: AuditSigner, tenant: str, appended: Appended,
+                            every: int) -> Checkpoint | None:
+    """Sign and store a periodic checkpoint when the new seq is a multiple of `every`."""
+    if appended.seq % every:
+        return None
+    checkpoint = sign_checkpoint(signer, tenant=tenant, seq=appended.seq, kind="periodic",
+                                 head_hash=appended.hash, ts=appended.ts)
+    await store_checkpoint(session, checkpoint)
+    return checkpoint
