@@ -25,7 +25,7 @@ from gateway.db.policy_models import AccessPolicy, AccessPolicyVersion
 from gateway.errors import ConflictError, InvalidInputError, NotFoundError
 from policies.files import PlannedChange, PolicyFile, plan_changes
 from policies.model import AccessBlockError
-from policies.named import NamedPolicy, parse_named_policy, parse_policy_name
+from policies.named import NamedPolicy, parse_named_policy
 from policies.principal import Principal
 
 _POLICY = AccessPolicy.__table__.c
@@ -117,7 +117,7 @@ class PolicyService(AccessAdministration):
 
     async def update(self, principal: Principal, name: str, body: Any) -> StoredPolicy:
         """Replace a policy with a new version (unchanged bodies make no version); 404 if absent."""
-        policy = self.parse(body, name=parse_policy_name(name))
+        policy = self.parse(body, name=name)  # checks the URL's name too: a bad one is 422
         async with self.writer(principal.tenant) as session:
             current = await self._current(session, principal.tenant, name, lock=True)
             if current is None:

@@ -132,3 +132,13 @@ def test_every_protected_operation_refuses_missing_or_bad_credentials_with_401(l
 def _tampered(token: str) -> str:
     header, payload, signature = token.split(".")
     return ".".join((header, payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1], signature))
+
+
+@pytest.mark.parametrize("name", [":", "=F", "UPPER", "x" * 101])
+def test_writing_a_policy_under_a_malformed_name_is_422_not_500(live, role_headers, name):
+    """Found by the schemathesis run: the name from the URL was checked outside the error mapping."""
+    base_url, _ = live
+    response = httpx.put(f"{base_url}/v1/policies/{name}", headers=role_headers["admin"],
+                         json={"allow": ["everyone"]})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "name"

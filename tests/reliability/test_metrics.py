@@ -68,7 +68,7 @@ def test_metrics_expose_requests_retrieval_audit_auth_policy_llm_and_pool(settin
     assert value(found, "gateway_requests_total", route="/v1/search", method="POST", status="401") == 2
     assert value(found, "gateway_requests_total", route="/v1/query", method="POST", status="502") == 1
     assert value(found, "gateway_request_seconds_count", route="/v1/query", method="POST") == 2
-    assert value(found, "gateway_retrieval_seconds_count", plan="ann") >= 3
+    assert sum(v for (name, _), v in found.items() if name == "gateway_retrieval_seconds_count") >= 3
     assert value(found, "gateway_audit_write_seconds_count") >= 4  # 3 retrievals + 1 failure (+403)
     assert value(found, "gateway_auth_failures_total", reason="no credentials") == 1
     assert sum(v for (name, _), v in found.items() if name == "gateway_auth_failures_total") == 2
