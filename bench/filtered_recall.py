@@ -111,7 +111,8 @@ async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
     return "\n\n".join(part for part in (
         f"{args.chunks:,} chunks, {args.queries} queries, k={args.k}, "
         f"GATEWAY_EXACT_SCAN_THRESHOLD={retrieval.exact_threshold}, "
-        f"ef_search={retrieval.ef_search}, max_scan_tuples<={retrieval.max_scan_tuples} "
+        f"ef_search={retrieval.ef_search}, max_scan_tuples<={retrieval.max_scan_tuples}, "
+        f"GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS={retrieval.estimate_ttl_s:g} "
         f"(measured in {minutes:.0f} min)",
         markdown_table(rows), channel, crossover) if part)
 

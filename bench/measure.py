@@ -93,11 +93,10 @@ class Runner:
                 return ([c.chunk_id for c in retrieval.chunks], retrieval.plan,
                         retrieval.candidates or 0)
             plan = BASELINES[mode]
-            before = await self.repository.rows_read(session)
             with self.clock.running():
                 found = await self.repository.search(
                     session, vector, principal=principal, predicate=predicate, limit=k, plan=plan)
-            return [c.chunk_id for c in found.chunks], plan.name, found.rows_read - before
+            return [c.chunk_id for c in found.chunks], plan.name, found.examined
 
 
 class StatementClock:

@@ -50,6 +50,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive number")
+    return value
+
+
 def _csv(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
@@ -191,6 +198,8 @@ class RetrievalSettings:
     exact_threshold: int = env("GATEWAY_EXACT_SCAN_THRESHOLD", 6500, _positive_int)
     ef_search: int = env("GATEWAY_HNSW_EF_SEARCH", 100, _positive_int)
     max_scan_tuples: int = env("GATEWAY_HNSW_MAX_SCAN_TUPLES", 50000, _positive_int)
+    # How long a principal's permitted-set estimate is reused (0: look it up on every query).
+    estimate_ttl_s: float = env("GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS", 10.0, _non_negative_float)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,17 @@ cost where HNSW cannot be accurate: below `recall_floor` permitted rows (the ans
 deeper than pgvector's candidate list reaches) exact is used while it stays affordable.
 
 The plan is only a cost decision: completeness never depends on the estimate (a short
-HNSW result is redone exactly, see `gateway.retrieval.service`).
+HNSW result is redone exactly, see `gateway.retrieval.service`). That is why an estimate
+can be reused for a few seconds (`GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS`): it is a
+property of the principal, not of the query, and reusing it saves a round trip per query.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import (
@@ -45,7 +50,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.db.retrieval_models import ChunkAccessCount
 from gateway.domain import Principal
 from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
-from gateway.retrieval.repository import ROWS_READ
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
 
@@ -59,6 +63,8 @@ EXACT_SCAN_CAP = 4
 # Tuples an iterative scan may visit per row it should find (k / selectivity each).
 SCAN_MARGIN = 4
 MIN_SCAN_TUPLES = 1_000
+# Principals whose estimates are kept at once (least recently used out).
+CACHED_ESTIMATES = 10_000
 _PG_CLASS = table("pg_class", column("oid"), column("reltuples"))
 # PostgreSQL's own row count of `chunks` (what the HNSW index holds), kept by (auto)analyze.
 _INDEX_ROWS = (
@@ -76,7 +82,6 @@ class Estimate:
     allowed: int
     denied: int
     index_rows: int
-    rows_read: int = 0  # the repository's ROWS_READ counter when the estimate was taken
 
     @property
     def permitted(self) -> int:
@@ -89,29 +94,69 @@ def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return cast(func.coalesce(func.sum(counted), 0), BigInteger)
 
 
+EstimateKey = tuple[str, frozenset[str], int]
+
+
+class EstimateCache:
+    """Estimates by principal (tenant, principal strings, clearance) for `ttl_s` seconds."""
+
+    def __init__(self, ttl_s: float, capacity: int = CACHED_ESTIMATES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl_s = ttl_s
+        self._capacity = capacity
+        self._clock = clock
+        self._entries: OrderedDict[EstimateKey, tuple[float, Estimate]] = OrderedDict()
+
+    def get(self, key: EstimateKey) -> Estimate | None:
+        """The estimate stored for `key` if it is younger than the TTL."""
+        entry = self._entries.get(key)
+        if entry is None or self._clock() - entry[0] >= self._ttl_s:
+            return None
+        self._entries.move_to_end(key)
+        return entry[1]
+
+    def put(self, key: EstimateKey, estimate: Estimate) -> None:
+        """Store `estimate`, dropping the least recently used entry when full."""
+        if self._ttl_s <= 0:
+            return
+        self._entries[key] = (self._clock(), estimate)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+
 class RetrievalPlanner:
     """Chooses between exact and HNSW search for one query."""
 
     def __init__(self, settings: RetrievalSettings, levels: ClassificationLevels) -> None:
         self._settings = settings
         self._levels = levels
+        self._cache = EstimateCache(settings.estimate_ttl_s)
 
     async def estimate(self, session: AsyncSession, principal: Principal) -> Estimate:
-        """Bound the caller's permitted set (one indexed query, in the caller's transaction).
+        """Bound the caller's permitted set: a recent estimate, or one indexed query.
 
-        The same statement reads the rows-examined counter, saving the retriever a round trip.
+        The query runs in the caller's (principal-bound) transaction: row-level security
+        on `chunk_access_counts` shows it only the caller's own principal strings.
         """
+        rank = self._levels.clearance_rank(principal.clearance)
+        key = (principal.tenant, frozenset(principal.principal_strings), rank)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         counts = ChunkAccessCount
-        within = counts.classification <= self._levels.clearance_rank(principal.clearance)
+        within = counts.classification <= rank
         allow = counts.effect == "allow"
         row = (await session.execute(
             select(_sum(allow), _sum(and_(allow, within)), _sum(and_(counts.effect == "deny", within)),
-                   cast(_INDEX_ROWS, Float), ROWS_READ)
+                   cast(_INDEX_ROWS, Float))
             .where(counts.tenant == principal.tenant,
                    counts.principal.in_(list(principal.principal_strings)))
         )).one()
         scanned, allowed, denied = int(row[0]), int(row[1]), int(row[2])
-        return Estimate(scanned, allowed, denied, max(int(row[3] or 0), scanned, 1), int(row[4]))
+        estimate = Estimate(scanned, allowed, denied, max(int(row[3] or 0), scanned, 1))
+        self._cache.put(key, estimate)
+        return estimate
 
     def exact_limit(self, index_rows: int, k: int) -> int:
         """The permitted-set size up to which exact search is cheaper than HNSW."""

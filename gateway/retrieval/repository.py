@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, func, literal_column, select
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, func, literal_column, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
@@ -55,10 +55,10 @@ def granted_by(principal: Principal, allow: Sequence[str]) -> str | None:
 
 @dataclass(frozen=True)
 class Found:
-    """The chunks a search found, and the ROWS_READ counter once it had finished."""
+    """The chunks a search found, and how many rows of `chunks` it examined."""
 
     chunks: list[RetrievedChunk]
-    rows_read: int
+    examined: int
 
 
 class ChunkRepository:
@@ -86,13 +86,8 @@ class ChunkRepository:
         started = time.perf_counter()
         rows = (await session.execute(statement)).all()
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
-        rows_read = int(rows[0].rows_read) if rows else await self.rows_read(session)
-        return Found([self._chunk(row, principal) for row in rows], rows_read)
-
-    @staticmethod
-    async def rows_read(session: AsyncSession) -> int:
-        """A counter of `chunks` rows this connection has examined (see `ROWS_READ`)."""
-        return int((await session.execute(select(ROWS_READ))).scalar_one())
+        chunks = [self._chunk(row, principal) for row in rows if row.id is not None]
+        return Found(chunks, int(rows[0].examined))
 
     @staticmethod
     async def _tune_index_scan(session: AsyncSession, plan: AnnPlan, limit: int) -> None:
@@ -118,15 +113,7 @@ class ChunkRepository:
 def ann_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
     """Predicate AND `ORDER BY distance LIMIT k`, which the HNSW index can serve."""
     distance = Chunk.embedding.cosine_distance(list(vector))
-    hits = (
-        select(*_CHUNK_COLUMNS, distance.label("distance"))
-        .where(predicate)
-        .order_by(distance)
-        .limit(limit)
-        .cte("hits")
-        .prefix_with("MATERIALIZED")
-    )
-    return _with_documents(hits)
+    return _searched(distance, predicate, (distance,), limit)
 
 
 def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
@@ -137,30 +124,43 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
     row-level-security scan term drives ix_chunks_access_scan) and sorts the survivors.
     """
     distance = Chunk.embedding.cosine_distance(list(vector))
+    return _searched(distance, predicate, (distance + 0, Chunk.id), limit)
+
+
+def _searched(distance: ColumnElement[float], predicate: ColumnElement[bool],
+              order: tuple[ColumnElement[Any], ...], limit: int) -> Select[Any]:
+    """The search, joined to documents and policies, with the rows it examined.
+
+    ROWS_READ is read twice in the statement itself (no extra round trip):
+    - before the scan: the search's WHERE requires the `before` CTE's value, an
+      uncorrelated subquery, which PostgreSQL evaluates once as a one-time filter
+      before the scan starts;
+    - after it: in a subquery over `count(*)` of the (materialised) hits, which can
+      only run once the search has run to its end.
+    The hits are LEFT JOINed to that one-row count, so the statement returns one row
+    (with NULL chunk columns) even when nothing is permitted.
+    """
+    before = select(ROWS_READ.label("rows_read")).cte("before").prefix_with("MATERIALIZED")
+    started = select(before.c.rows_read).scalar_subquery()
     hits = (
         select(*_CHUNK_COLUMNS, distance.label("distance"))
-        .where(predicate)
-        .order_by(distance + 0, Chunk.id)
+        .where(predicate, started.is_not(None))
+        .order_by(*order)
         .limit(limit)
         .cte("hits")
         .prefix_with("MATERIALIZED")
     )
-    return _with_documents(hits)
-
-
-def _with_documents(hits: Any) -> Select[Any]:
-    """Join the hits to their documents and policies; also read ROWS_READ after the search.
-
-    The counter is read in a subquery over `count(*)` of the hits, so PostgreSQL can only
-    evaluate it once the (materialised) search has run to its end: no extra round trip.
-    """
     finished = select(func.count().label("hits")).select_from(hits).subquery("finished")
-    rows_read = select(ROWS_READ).select_from(finished).scalar_subquery()
-    return (
-        select(hits, Document.external_id, Document.title, Document.source_uri,
-               AccessPolicy.version.label("policy_version"), rows_read.label("rows_read"))
-        .join(Document, Document.id == hits.c.document_id)
+    after = select(ROWS_READ).select_from(finished).scalar_subquery()
+    counted = select((after - started).label("examined")).subquery("counted")
+    found = (
+        hits.join(Document, Document.id == hits.c.document_id)
         .outerjoin(AccessPolicy, and_(AccessPolicy.tenant == hits.c.tenant,
                                       AccessPolicy.name == hits.c.policy_name))
+    )
+    return (
+        select(hits, Document.external_id, Document.title, Document.source_uri,
+               AccessPolicy.version.label("policy_version"), counted.c.examined)
+        .select_from(counted.outerjoin(found, true()))
         .order_by(hits.c.distance, hits.c.id)
     )

@@ -41,11 +41,11 @@ class Retriever:
         found = await self._repository.search(
             session, vector, principal=principal, predicate=predicate, limit=k, plan=plan
         )
-        steps = plan.name
+        steps, examined = plan.name, found.examined
         if isinstance(plan, AnnPlan) and len(found.chunks) < k:
             found = await self._repository.search(
                 session, vector, principal=principal, predicate=predicate, limit=k, plan=ExactPlan()
             )
-            steps = "ann+exact"
+            steps, examined = "ann+exact", examined + found.examined
         return Retrieval(tuple(found.chunks), complete=len(found.chunks) == k, plan=steps,
-                         candidates=found.rows_read - estimate.rows_read, estimate=estimate.permitted)
+                         candidates=examined, estimate=estimate.permitted)

@@ -8,14 +8,14 @@ clearance, attribute conditions, expiry, other tenants); keeps custom plans.
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from bench.corpus import Geometry
 from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.retrieval.explain import explain, plan_nodes
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
-from gateway.retrieval.repository import ann_statement, exact_statement
+from gateway.retrieval.repository import ROWS_READ, ann_statement, exact_statement
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.principal import Principal
@@ -200,21 +200,34 @@ async def test_repeated_queries_on_one_connection_keep_custom_plans_and_complete
 
 
 @pytest.mark.parametrize("plan", [ExactPlan(), AnnPlan(ef_search=100, max_scan_tuples=5000)])
-async def test_rows_examined_are_read_after_the_search_has_finished(corpus, queries, plan):
-    # The counter comes back with the results (no extra round trip); it must already
-    # include every row the search read, i.e. equal a separate read right after it.
+async def test_rows_examined_are_counted_from_before_the_scan_to_after_it(corpus, queries, plan):
+    # The counter is read twice inside the search statement (no extra round trip); the
+    # difference must be every row the search read: what separate reads around it see.
     search = Search(corpus.runtime)
     principal = PRINCIPALS["one group"]
     try:
         async with search.bound(principal, NOW) as (session, predicate):
-            before = await search.repository.rows_read(session)
+            before = (await session.execute(select(ROWS_READ))).scalar_one()
             found = await search.repository.search(session, queries[2].tolist(), principal=principal,
                                                    predicate=predicate, limit=10, plan=plan)
-            after = await search.repository.rows_read(session)
+            after = (await session.execute(select(ROWS_READ))).scalar_one()
     finally:
         await search.close()
     assert len(found.chunks) == 10
-    assert found.rows_read == after > before + 10
+    assert found.examined == after - before > 10
+
+
+async def test_a_search_with_nothing_permitted_returns_no_chunks_and_counts_what_it_read(corpus, queries):
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["nobody's group"]
+    try:
+        async with search.bound(principal, NOW) as (session, predicate):
+            found = await search.repository.search(session, queries[0].tolist(), principal=principal,
+                                                   predicate=predicate, limit=10, plan=ExactPlan())
+    finally:
+        await search.close()
+    assert found.chunks == []
+    assert found.examined == 0
 
 
 async def test_exact_scan_of_a_small_tenant_reads_none_of_the_other_tenants_rows(corpus, queries, reference):

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from gateway.retrieval.planner import MIN_SCAN_TUPLES, Estimate, RetrievalPlanner
+from gateway.retrieval.planner import MIN_SCAN_TUPLES, Estimate, EstimateCache, RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
@@ -92,3 +92,42 @@ def test_ef_search_reaches_several_times_as_deep_as_the_filtered_answer_lies():
 def test_plans_reject_unknown_iterative_modes():
     with pytest.raises(ValueError):
         AnnPlan(ef_search=40, max_scan_tuples=1000, iterative="sometimes")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def key(subject):
+    return ("acme", frozenset({f"user:{subject}", "everyone"}), 1)
+
+
+def test_cached_estimate_is_reused_until_it_is_older_than_the_ttl():
+    clock = FakeClock()
+    cache = EstimateCache(ttl_s=10, clock=clock)
+    cache.put(key("a"), estimate(500))
+    clock.now = 9.9
+    assert cache.get(key("a")) == estimate(500)
+    assert cache.get(key("b")) is None
+    clock.now = 10.0
+    assert cache.get(key("a")) is None
+
+
+def test_cache_drops_the_least_recently_used_principal_when_full():
+    cache = EstimateCache(ttl_s=10, capacity=2, clock=FakeClock())
+    cache.put(key("a"), estimate(1))
+    cache.put(key("b"), estimate(2))
+    assert cache.get(key("a")) == estimate(1)  # a is now the most recently used
+    cache.put(key("c"), estimate(3))
+    assert cache.get(key("b")) is None
+    assert cache.get(key("a")) == estimate(1) and cache.get(key("c")) == estimate(3)
+
+
+def test_ttl_zero_caches_nothing():
+    cache = EstimateCache(ttl_s=0, clock=FakeClock())
+    cache.put(key("a"), estimate(1))
+    assert cache.get(key("a")) is None
