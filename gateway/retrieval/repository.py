@@ -128,7 +128,7 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
 
 
 def _searched(distance: ColumnElement[float], predicate: ColumnElement[bool],
-              order: tuple[ColumnElement[Any], ...], limit: int) -> Select[Any]:
+              order: tuple[Any, ...], limit: int) -> Select[Any]:
     """The search, joined to documents and policies, with the rows it examined.
 
     ROWS_READ is read twice in the statement itself (no extra round trip):
