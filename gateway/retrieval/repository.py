@@ -36,13 +36,12 @@ _CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.tex
                   Chunk.allow, Chunk.policy_name, Chunk.tenant)
 # Rows of `chunks` read by this backend and not yet flushed to the statistics: heap rows
 # fetched through any of its indexes or a bitmap, plus rows read sequentially. A
-# counter, so callers take the difference around their searches.
+# counter: the search statement reads it before and after its scan (`_searched`).
 ROWS_READ = literal_column(
-    "(SELECT CAST(sum(pg_stat_get_xact_tuples_fetched(r.oid)) AS bigint)"
+    "(pg_stat_get_xact_tuples_fetched(CAST('chunks' AS regclass))"
     " + pg_stat_get_xact_tuples_returned(CAST('chunks' AS regclass))"
-    " FROM pg_class AS r WHERE r.oid = CAST('chunks' AS regclass)"
-    " OR r.oid IN (SELECT i.indexrelid FROM pg_index AS i"
-    " WHERE i.indrelid = CAST('chunks' AS regclass)))",
+    " + (SELECT CAST(coalesce(sum(pg_stat_get_xact_tuples_fetched(i.indexrelid)), 0) AS bigint)"
+    " FROM pg_index AS i WHERE i.indrelid = CAST('chunks' AS regclass)))",
     BigInteger,
 )
 
