@@ -10,6 +10,7 @@ which is how a bulk load is done in practice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
 from bench.corpus import CorpusGenerator, SyntheticDocument, sha256
+from gateway.db import migrate
 from gateway.db.access import access_column_values, chunk_column_values
 from gateway.db.models import Chunk
 from policies.model import ClassificationLevels, parse_access
@@ -46,12 +48,24 @@ def hnsw_index_sql() -> str:
     return str(CreateIndex(index).compile(dialect=postgresql.dialect()))
 
 
-def manifest(chunks: int, seed: int) -> dict[str, int]:
-    """What identifies a loaded corpus (a rerun with the same values reuses it)."""
-    return {"version": MANIFEST_VERSION, "chunks": chunks, "seed": seed}
+def manifest(chunks: int, seed: int) -> dict[str, int | str]:
+    """What identifies a loaded corpus (a rerun with the same values reuses it).
+
+    The schema is fingerprinted by the migrations' text: an edited migration keeps its
+    revision id, and a corpus loaded under the old text must not be measured as current.
+    """
+    return {"version": MANIFEST_VERSION, "chunks": chunks, "seed": seed, "schema": schema_fingerprint()}
 
 
-def loaded(superuser_url: str, wanted: dict[str, int]) -> bool:
+def schema_fingerprint() -> str:
+    """SHA-256 over the migration files, in revision order."""
+    digest = hashlib.sha256()
+    for path in sorted((migrate.ROOT / "migrations" / "versions").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def loaded(superuser_url: str, wanted: dict[str, int | str]) -> bool:
     """Whether the database already holds exactly this corpus, fully indexed."""
     with psycopg.connect(superuser_url) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_manifest (body jsonb NOT NULL)")
