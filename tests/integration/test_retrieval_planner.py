@@ -8,7 +8,7 @@ clearance, attribute conditions, expiry, other tenants); keeps custom plans.
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from bench.corpus import Geometry
 from gateway.db.access import bind_principal, chunk_access_predicate
@@ -243,3 +243,40 @@ async def test_exact_scan_of_a_small_tenant_reads_none_of_the_other_tenants_rows
     (scan,) = _chunk_scans(plan)
     (index,) = [n for n in plan_nodes(scan) if n.get("Index Name") == "ix_chunks_access_scan"]
     assert index["Actual Rows"] == scan["Actual Rows"] == len(reference["other tenant"])
+
+
+async def test_a_principals_estimate_is_looked_up_once_and_reused_within_its_ttl(corpus, queries):
+    # The estimate belongs to the principal, not the query: the second query of the same
+    # principal plans from the cached estimate (no lookup), another principal looks up its own.
+    search = Search(corpus.runtime)
+    lookups = []
+
+    def count_lookups(conn, cursor, statement, *args):
+        if "chunk_access_counts" in statement:
+            lookups.append(statement)
+
+    event.listen(search.engine.sync_engine, "before_cursor_execute", count_lookups)
+    try:
+        first = await search.retrieve(PRINCIPALS["small group"], queries[0].tolist(), 10, NOW)
+        second = await search.retrieve(PRINCIPALS["small group"], queries[1].tolist(), 10, NOW)
+        assert len(lookups) == 1
+        await search.retrieve(PRINCIPALS["one group"], queries[0].tolist(), 10, NOW)
+        assert len(lookups) == 2
+    finally:
+        await search.close()
+    assert first.estimate == second.estimate > 0
+    assert second.plan == "exact"
+
+
+async def test_ttl_zero_looks_the_estimate_up_for_every_query(corpus, queries):
+    search = Search(corpus.runtime, RetrievalSettings(estimate_ttl_s=0))
+    lookups = []
+    event.listen(search.engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *args: lookups.append(statement)
+                 if "chunk_access_counts" in statement else None)
+    try:
+        for vector in queries[:3]:
+            await search.retrieve(PRINCIPALS["small group"], vector.tolist(), 10, NOW)
+    finally:
+        await search.close()
+    assert len(lookups) == 3
