@@ -15,9 +15,9 @@ from gateway.errors import GatewayError
 
 
 def _command_modules() -> list[ModuleType]:
-    from gateway.cli import audit, database, demo, ingest, policy, serve, token
+    from gateway.cli import audit, database, demo, index, ingest, policy, serve, token
 
-    return [serve, database, token, ingest, demo, policy, audit]
+    return [serve, database, token, ingest, demo, policy, audit, index]
 
 
 def build_parser() -> argparse.ArgumentParser:
