@@ -71,10 +71,15 @@ async def append_event(session: AsyncSession, event: PreparedEvent) -> Appended:
     return Appended(seq=int(row.seq), hash=str(row.hash), ts=row.ts, held_s=float(row.held_s))
 
 
+def checkpoint_due(seq: int, every: int) -> bool:
+    """Whether the event at `seq` closes a periodic checkpoint interval (seq a multiple of `every`)."""
+    return seq % every == 0
+
+
 async def checkpoint_if_due(session: AsyncSession, signer: AuditSigner, tenant: str, appended: Appended,
                             every: int) -> Checkpoint | None:
     """Sign and store a periodic checkpoint when the new seq is a multiple of `every`."""
-    if appended.seq % every:
+    if not checkpoint_due(appended.seq, every):
         return None
     checkpoint = sign_checkpoint(signer, tenant=tenant, seq=appended.seq, kind="periodic",
                                  head_hash=appended.hash, ts=appended.ts)

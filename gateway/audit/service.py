@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.canonical import normalize_json
-from gateway.audit.chain import Appended, PreparedEvent, append_event, checkpoint_if_due
+from gateway.audit.chain import Appended, PreparedEvent, append_event, checkpoint_due, checkpoint_if_due
 from gateway.audit.checkpoints import log_checkpoint
 from gateway.audit.signing import AuditSigner
 from gateway.audit.store import bind_tenant
@@ -96,7 +96,8 @@ class AuditLog:
             raise AuditUnavailableError("The audit record could not be written.") from exc
         self._metrics.audit_chain_lock.observe(appended.held_s)
         self._metrics.audit_latency.observe(time.perf_counter() - started)
-        if self._signer is not None:
+        # Only the events that close an interval open a second transaction (the rest answer sooner).
+        if self._signer is not None and checkpoint_due(appended.seq, self._settings.checkpoint_every):
             await self._checkpoint(self._signer, prepared.tenant, appended)
         return event_id
 

@@ -7,6 +7,7 @@ import time
 import psycopg
 import pytest
 import structlog
+from sqlalchemy import event as sa_event
 from structlog.testing import capture_logs
 
 from gateway.audit.canonical import document_hash
@@ -75,6 +76,21 @@ async def test_periodic_checkpoints_are_signed_stored_and_logged(settings, info_
     logged = [entry for entry in logs if entry["event"] == "audit_checkpoint"]
     assert [entry["checkpoint_seq"] for entry in logged] == [2, 4]
     assert logged[1]["checkpoint_signature"] == checkpoints[1].signature
+
+
+async def test_only_events_that_close_an_interval_open_a_checkpoint_transaction(settings):
+    # Every other event is one autocommitted statement: nothing else delays the answer.
+    async with audit_kit(settings, checkpoint_every=3) as kit:
+        statements = []
+        sa_event.listen(kit.engine.sync_engine, "before_cursor_execute",
+                        lambda conn, cursor, statement, *args: statements.append(statement))
+        for n in range(5):
+            statements.clear()
+            await kit.log.record(event(query=f"q{n}"))
+            binds = [s for s in statements if "gateway.audit_tenant" in s]
+            assert len(binds) == (1 if n == 2 else 0), (n, statements)
+        checkpoints = await kit.store.checkpoints("acme")
+    assert [c.seq for c in checkpoints] == [3]
 
 
 async def test_each_tenant_has_its_own_chain(settings):

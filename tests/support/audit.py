@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import psycopg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit.canonical import GENESIS_HASH, document_hash, event_document
 from gateway.audit.checkpoints import sign_checkpoint
@@ -52,6 +53,7 @@ class AuditKit:
     store: AuditStore
     signer: AuditSigner
     metrics: Metrics
+    engine: AsyncEngine
 
 
 @asynccontextmanager
@@ -65,7 +67,7 @@ async def audit_kit(settings: Settings, *, pool_size: int = 4, checkpoint_every:
     log = AuditLog(sessions, AuditSettings(store_query=store_query, checkpoint_every=checkpoint_every),
                    metrics, signer)
     try:
-        yield AuditKit(log, AuditStore(sessions, batch_size=batch_size), signer, metrics)
+        yield AuditKit(log, AuditStore(sessions, batch_size=batch_size), signer, metrics, engine)
     finally:
         await engine.dispose()
 
