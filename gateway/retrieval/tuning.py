@@ -27,9 +27,9 @@ TOP_PRINCIPALS = 10
 _INDEX_FACTS = text("""
 SELECT c.reltuples::bigint AS rows,
        pg_relation_size(c.oid) AS table_bytes,
-       pg_relation_size('ix_chunks_embedding_hnsw'::regclass) AS hnsw_bytes,
+       pg_relation_size(CAST(:index AS regclass)) AS hnsw_bytes,
        (SELECT array_to_string(i.reloptions, ',') FROM pg_class AS i
-        WHERE i.oid = 'ix_chunks_embedding_hnsw'::regclass) AS hnsw_options,
+        WHERE i.oid = CAST(:index AS regclass)) AS hnsw_options,
        s.n_live_tup AS live_rows,
        s.n_mod_since_analyze AS changed_rows,
        greatest(s.last_analyze, s.last_autoanalyze) AS analyzed_at,
@@ -82,7 +82,7 @@ class TenantReport:
 
 async def index_facts(session: AsyncSession) -> IndexFacts:
     """Catalog and statistics facts about `chunks` and its HNSW index."""
-    row = (await session.execute(_INDEX_FACTS)).one()
+    row = (await session.execute(_INDEX_FACTS, {"index": HNSW_INDEX})).one()
     options = dict(o.split("=", 1) for o in (row.hnsw_options or "").split(",") if "=" in o)
     return IndexFacts(int(row.rows), int(row.table_bytes), int(row.hnsw_bytes), options,
                       int(row.live_rows), int(row.changed_rows), row.analyzed_at is not None,

@@ -4,9 +4,8 @@ security (a tenant's report counts only its own chunks), the planner's own plan 
 import psycopg
 import pytest
 
-from tests.support.database import clone_database, drop_database
 from tests.support.process import gateway_env, run_cli
-from tests.support.retrieval import load_corpus
+from tests.support.retrieval import corpus_database
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -15,10 +14,7 @@ CHUNKS = 3000
 
 @pytest.fixture(scope="module")
 def corpus(pg_server, template_urls):
-    urls = clone_database(pg_server.superuser_url, "gateway_template")
-    load_corpus(urls.superuser, CHUNKS)
-    yield urls
-    drop_database(pg_server.superuser_url, urls)
+    yield from corpus_database(pg_server, CHUNKS)
 
 
 def counts(superuser_url):

@@ -11,8 +11,7 @@ from bench.corpus import Geometry
 from bench.measure import recall
 from bench.truth import nearest, read_vectors
 from policies.principal import Principal
-from tests.support.database import clone_database, drop_database
-from tests.support.retrieval import Search, chunk_ids, load_corpus, permitted_chunk_ids
+from tests.support.retrieval import Search, chunk_ids, corpus_database, permitted_chunk_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -41,10 +40,7 @@ def _principal(corpus, cell):
 
 @pytest.fixture(scope="module")
 def corpus(pg_server, template_urls):
-    urls = clone_database(pg_server.superuser_url, "gateway_template")
-    load_corpus(urls.superuser, CHUNKS)
-    yield urls
-    drop_database(pg_server.superuser_url, urls)
+    yield from corpus_database(pg_server, CHUNKS)
 
 
 @pytest.mark.parametrize("cell", list(CELLS))

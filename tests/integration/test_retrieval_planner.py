@@ -19,8 +19,7 @@ from gateway.retrieval.repository import ROWS_READ, ann_statement, exact_stateme
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.principal import Principal
-from tests.support.database import clone_database, drop_database
-from tests.support.retrieval import LEVELS, Search, chunk_ids, load_corpus, permitted_chunk_ids
+from tests.support.retrieval import LEVELS, Search, chunk_ids, corpus_database, permitted_chunk_ids
 
 pytestmark = pytest.mark.integration
 
@@ -50,10 +49,7 @@ PRINCIPALS = {
 
 @pytest.fixture(scope="module")
 def corpus(pg_server, template_urls):
-    urls = clone_database(pg_server.superuser_url, "gateway_template")
-    load_corpus(urls.superuser, CHUNKS)
-    yield urls
-    drop_database(pg_server.superuser_url, urls)
+    yield from corpus_database(pg_server, CHUNKS)
 
 
 @pytest.fixture(scope="module")

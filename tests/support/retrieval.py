@@ -8,7 +8,7 @@ are independent of the SQL under test.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ import psycopg
 
 from bench.corpus_load import load
 from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.db.embedded import DatabaseUrls, EmbeddedDatabase
 from gateway.db.engine import create_engine, session_factory
 from gateway.domain import Retrieval
 from gateway.metrics import Metrics
@@ -27,6 +28,7 @@ from gateway.settings import DatabaseSettings, RetrievalSettings
 from policies.evaluate import decide
 from policies.model import ClassificationLevels, parse_access
 from policies.principal import Principal
+from tests.support.database import clone_database, drop_database
 
 LEVELS = ClassificationLevels()
 
@@ -34,6 +36,14 @@ LEVELS = ClassificationLevels()
 def load_corpus(superuser_url: str, chunks: int, seed: int = 7) -> None:
     """Fill the database with the benchmark corpus of `chunks` chunks."""
     load(superuser_url, chunks, seed, log=False)
+
+
+def corpus_database(pg_server: EmbeddedDatabase, chunks: int) -> Iterator[DatabaseUrls]:
+    """A clone of the migrated template holding the corpus, dropped afterwards (for fixtures)."""
+    urls = clone_database(pg_server.superuser_url, "gateway_template")
+    load_corpus(urls.superuser, chunks)
+    yield urls
+    drop_database(pg_server.superuser_url, urls)
 
 
 def permitted_chunk_ids(superuser_url: str, principal: Principal, now: datetime) -> set[int]:
