@@ -1,15 +1,22 @@
-"""Per-principal chunk counts that let the retrieval planner size a permitted set cheaply.
+"""What the retrieval planner reads besides `chunks`, kept by triggers on `chunks`.
 
-Maintained by statement-level triggers on `chunks` (migration 0004) as signed deltas
-that are folded periodically; the application never writes this table itself.
+- `chunk_access_counts` (migration 0004): per-principal chunk counts that size a
+  permitted set cheaply, as signed deltas folded periodically.
+- `chunk_postings` (migration 0005): each chunk's vector under each of its allow
+  entries, the candidates an exact search scores.
+The application never writes either table itself.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from pgvector.sqlalchemy import Vector
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, SmallInteger, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
+from gateway.db.models import EMBEDDING_DIMENSION
 
 
 class ChunkAccessCount(Base):
@@ -29,3 +36,20 @@ class ChunkAccessCount(Base):
     classification: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     chunks: Mapped[int] = mapped_column(BigInteger, nullable=False)
     compacted: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+
+
+class ChunkPosting(Base):
+    """A chunk's vector under one of its allow entries (`key`: tenant, chr(31), the entry).
+
+    Candidates for exact search, grouped by key (migration 0005); kept by triggers on
+    `chunks`, never written by the application.
+    """
+
+    __tablename__ = "chunk_postings"
+    __table_args__ = (Index("ix_chunk_postings_chunk_id", "chunk_id"),)
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    chunk_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant: Mapped[str] = mapped_column(Text, nullable=False)
+    classification: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIMENSION), nullable=False)

@@ -2,9 +2,9 @@
 
 The predicate is a required keyword argument: an unfiltered search cannot be written.
 The same statement shape runs under one of two plans (see `gateway.retrieval.plans`):
-- `ExactPlan`: the vector ORDER BY is made non-indexable (`distance + 0`), so
-  PostgreSQL reaches the permitted rows through the access-column indexes and computes
-  distances only for them.
+- `ExactPlan`: distances are computed only for the caller's access postings (each
+  chunk's vector stored under each of its allow entries, migration 0005); the nearest
+  are checked against `chunks`, predicate and policy, until k pass.
 - `AnnPlan`: HNSW with pgvector's iterative index scan (`relaxed_order`, re-sorted by
   the materialised CTE) which keeps scanning until k rows pass the filter or
   `max_scan_tuples` is reached; with iterative scan `off` it is plain post-filtering.
@@ -14,15 +14,29 @@ Index-scan settings are transaction-local (`set_config(..., true)`), never sessi
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, Select, and_, func, literal_column, select, true
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    true,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.models import Chunk, Document
 from gateway.db.policy_models import AccessPolicy
+from gateway.db.retrieval_models import ChunkPosting
 from gateway.domain import Principal, RetrievedChunk
 from gateway.metrics import Metrics
 from gateway.retrieval.plans import AnnPlan, Plan
@@ -31,19 +45,27 @@ from gateway.retrieval.plans import AnnPlan, Plan
 # penalised sort: under row-level security PostgreSQL estimates the access quals with
 # default selectivities and would otherwise sort the rows of an access-column index scan.
 _INDEX_SETTINGS = ("hnsw.iterative_scan", "hnsw.ef_search", "hnsw.max_scan_tuples", "enable_sort")
+KEY_SEPARATOR = "\x1f"  # chr(31), as in chunk_scan_keys
 _CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.text,
                   Chunk.char_start, Chunk.char_end, Chunk.heading_path, Chunk.content_sha256,
                   Chunk.allow, Chunk.policy_name, Chunk.tenant)
-# Rows of `chunks` read by this backend and not yet flushed to the statistics: heap rows
-# fetched through any of its indexes or a bitmap, plus rows read sequentially. A
-# counter: the search statement reads it before and after its scan (`_searched`).
+# Rows read by this backend and not yet flushed to the statistics, in the tables a
+# search reads (`chunks`, and `chunk_postings` for exact search): heap rows fetched
+# through any of their indexes or a bitmap, plus rows read sequentially. A counter: the
+# search statement reads it before and after its scan (`_searched`).
+_SEARCHED_TABLES = "ARRAY[CAST('chunks' AS regclass), CAST('chunk_postings' AS regclass)]"
 ROWS_READ = literal_column(
-    "(pg_stat_get_xact_tuples_fetched(CAST('chunks' AS regclass))"
-    " + pg_stat_get_xact_tuples_returned(CAST('chunks' AS regclass))"
-    " + (SELECT CAST(coalesce(sum(pg_stat_get_xact_tuples_fetched(i.indexrelid)), 0) AS bigint)"
-    " FROM pg_index AS i WHERE i.indrelid = CAST('chunks' AS regclass)))",
+    "(SELECT CAST(sum(pg_stat_get_xact_tuples_fetched(t.rel) + pg_stat_get_xact_tuples_returned(t.rel)"
+    " + (SELECT coalesce(sum(pg_stat_get_xact_tuples_fetched(i.indexrelid)), 0)"
+    " FROM pg_index AS i WHERE i.indrelid = t.rel)) AS bigint)"
+    f" FROM unnest({_SEARCHED_TABLES}) AS t(rel))",
     BigInteger,
 )
+
+
+def posting_keys(principal: Principal) -> list[str]:
+    """The caller's principal strings as `chunk_postings` keys (tenant-qualified, migration 0005)."""
+    return [f"{principal.tenant}{KEY_SEPARATOR}{p}" for p in principal.principal_strings]
 
 
 def granted_by(principal: Principal, allow: Sequence[str]) -> str | None:
@@ -81,7 +103,7 @@ class ChunkRepository:
             await self._tune_index_scan(session, plan, limit)
             statement = ann_statement(vector, predicate, limit)
         else:
-            statement = exact_statement(vector, predicate, limit)
+            statement = exact_statement(vector, predicate, limit, posting_keys(principal))
         started = time.perf_counter()
         rows = (await session.execute(statement)).all()
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
@@ -112,27 +134,58 @@ class ChunkRepository:
 def ann_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
     """Predicate AND `ORDER BY distance LIMIT k`, which the HNSW index can serve."""
     distance = Chunk.embedding.cosine_distance(list(vector))
-    return _searched(distance, predicate, (distance,), limit)
+    return _searched(lambda started: (
+        select(*_CHUNK_COLUMNS, distance.label("distance"))
+        .where(predicate, started.is_not(None))
+        .order_by(distance)
+        .limit(limit)
+    ))
 
 
-def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
-    """Distances for the permitted rows only, the k best of them.
+def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int,
+                    keys: Sequence[str]) -> Select[Any]:
+    """Distances for the caller's postings only; the nearest that pass on `chunks`, k of them.
 
-    `distance + 0` is not an index expression, so the HNSW index cannot serve the ORDER
-    BY: PostgreSQL reaches the rows through the access-column indexes (the
-    row-level-security scan term drives ix_chunks_access_scan) and sorts the survivors.
+    `candidates`: the postings of the caller's keys (row-level security also limits them
+    to its keys and clearance), each chunk once, ordered by distance. Each is then looked
+    up in `chunks` by primary key under the predicate and the chunks policy, in that
+    order, until k pass: the LATERAL subquery (kept apart by OFFSET 0) can only run as
+    the inner side of a nested loop, so the LIMIT stops the loop and the vectors of
+    `chunks` are never read. A posting only proposes a chunk; `chunks` decides.
     """
-    distance = Chunk.embedding.cosine_distance(list(vector))
-    return _searched(distance, predicate, (distance + 0, Chunk.id), limit)
+    distance = ChunkPosting.embedding.cosine_distance(list(vector))
+
+    def hits(started: ColumnElement[Any]) -> Select[Any]:
+        candidates = (
+            select(ChunkPosting.chunk_id, distance.label("distance"))
+            .where(ChunkPosting.key == any_(bindparam("posting_keys", list(keys), type_=ARRAY(Text))),
+                   started.is_not(None))
+            .distinct()
+            .order_by(distance, ChunkPosting.chunk_id)
+            .subquery("candidates")
+        )
+        permitted = (
+            select(*_CHUNK_COLUMNS)
+            .where(Chunk.id == candidates.c.chunk_id, predicate)
+            .offset(0)
+            .lateral("permitted")
+        )
+        return (
+            select(permitted, candidates.c.distance)
+            .select_from(candidates.join(permitted, true()))
+            .order_by(candidates.c.distance, candidates.c.chunk_id)
+            .limit(limit)
+        )
+
+    return _searched(hits)
 
 
-def _searched(distance: ColumnElement[float], predicate: ColumnElement[bool],
-              order: tuple[Any, ...], limit: int) -> Select[Any]:
-    """The search, joined to documents and policies, with the rows it examined.
+def _searched(hits_after: Callable[[ColumnElement[Any]], Select[Any]]) -> Select[Any]:
+    """The search `hits_after(started)`, joined to documents and policies, with the rows it examined.
 
     ROWS_READ is read twice in the statement itself (no extra round trip):
-    - before the scan: the search's WHERE requires the `before` CTE's value, an
-      uncorrelated subquery, which PostgreSQL evaluates once as a one-time filter
+    - before the scan: the search's WHERE requires `started`, the `before` CTE's value
+      as an uncorrelated subquery, which PostgreSQL evaluates once as a one-time filter
       before the scan starts;
     - after it: in a subquery over `count(*)` of the (materialised) hits, which can
       only run once the search has run to its end.
@@ -141,14 +194,7 @@ def _searched(distance: ColumnElement[float], predicate: ColumnElement[bool],
     """
     before = select(ROWS_READ.label("rows_read")).cte("before").prefix_with("MATERIALIZED")
     started = select(before.c.rows_read).scalar_subquery()
-    hits = (
-        select(*_CHUNK_COLUMNS, distance.label("distance"))
-        .where(predicate, started.is_not(None))
-        .order_by(*order)
-        .limit(limit)
-        .cte("hits")
-        .prefix_with("MATERIALIZED")
-    )
+    hits = hits_after(started).cte("hits").prefix_with("MATERIALIZED")
     finished = select(func.count().label("hits")).select_from(hits).subquery("finished")
     after = select(ROWS_READ).select_from(finished).scalar_subquery()
     counted = select((after - started).label("examined")).subquery("counted")

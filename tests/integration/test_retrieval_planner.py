@@ -15,7 +15,7 @@ from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.retrieval.explain import explain, plan_nodes
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
-from gateway.retrieval.repository import ROWS_READ, ann_statement, exact_statement
+from gateway.retrieval.repository import ROWS_READ, ann_statement, exact_statement, posting_keys
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.principal import Principal
@@ -129,25 +129,29 @@ async def test_short_hnsw_result_falls_back_to_exact_and_stays_complete(corpus, 
     assert retrieval.complete is False
 
 
-def _chunk_scans(plan):
-    return [n for n in plan_nodes(plan["Plan"]) if n.get("Relation Name") == "chunks"]
+def _chunk_scans(plan, table="chunks"):
+    return [n for n in plan_nodes(plan["Plan"]) if n.get("Relation Name") == table]
 
 
-async def test_exact_plan_computes_distances_only_for_rows_the_access_index_returns(corpus, queries, reference):
+async def test_exact_plan_computes_distances_only_for_the_callers_postings(corpus, queries, reference):
     search = Search(corpus.runtime)
     principal = PRINCIPALS["small group"]
     try:
         async with search.bound(principal, NOW) as (session, predicate):
-            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10))
+            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10,
+                                                          posting_keys(principal)))
     finally:
         await search.close()
+    # distances: one per posting of the caller's keys (its permitted rows, a few more at
+    # most: postings know allow and clearance, not deny lists, validity or conditions)
+    (postings,) = _chunk_scans(plan, "chunk_postings")
+    assert "pk_chunk_postings" in {n.get("Index Name") for n in plan_nodes(postings)}
+    assert len(reference["small group"]) <= postings["Actual Rows"] < CHUNKS / 20
+    # chunks: looked up by primary key, nearest candidate first, until 10 passed
     (scan,) = _chunk_scans(plan)
-    assert scan["Node Type"] == "Bitmap Heap Scan"
-    (index,) = scan["Plans"][:1]
-    assert index["Index Name"] == "ix_chunks_access_scan"
-    # rows out of the heap scan = permitted rows: the only rows whose distance is computed
-    assert scan["Actual Rows"] == len(reference["small group"])
-    assert index["Actual Rows"] < CHUNKS / 20
+    assert (scan["Node Type"], scan["Index Name"]) == ("Index Scan", "pk_chunks")
+    assert scan["Actual Rows"] * scan["Actual Loops"] == 10
+    assert scan["Actual Loops"] < postings["Actual Rows"] / 2
 
 
 async def test_hnsw_plan_uses_the_vector_index_under_row_level_security(corpus, queries):
@@ -187,7 +191,8 @@ async def test_repeated_queries_on_one_connection_keep_custom_plans_and_complete
                 prepared = (await session.execute(text("SELECT count(*) FROM pg_prepared_statements"))).scalar()
                 await bind_principal(session, principal, LEVELS, NOW)
                 plan = await explain(session, exact_statement(
-                    queries[1].tolist(), chunk_access_predicate(principal, NOW, LEVELS), 10))
+                    queries[1].tolist(), chunk_access_predicate(principal, NOW, LEVELS), 10,
+                    posting_keys(principal)))
     finally:
         await search.close()
     assert prepared == 0
@@ -233,12 +238,12 @@ async def test_exact_scan_of_a_small_tenant_reads_none_of_the_other_tenants_rows
     principal = PRINCIPALS["other tenant"]
     try:
         async with search.bound(principal, NOW) as (session, predicate):
-            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10))
+            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10,
+                                                          posting_keys(principal)))
     finally:
         await search.close()
-    (scan,) = _chunk_scans(plan)
-    (index,) = [n for n in plan_nodes(scan) if n.get("Index Name") == "ix_chunks_access_scan"]
-    assert index["Actual Rows"] == scan["Actual Rows"] == len(reference["other tenant"])
+    (postings,) = _chunk_scans(plan, "chunk_postings")
+    assert postings["Actual Rows"] == len(reference["other tenant"])
 
 
 async def test_a_principals_estimate_is_looked_up_once_and_reused_within_its_ttl(corpus, queries):
