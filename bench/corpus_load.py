@@ -81,7 +81,8 @@ def load(superuser_url: str, chunks: int, seed: int, log: bool = True) -> None:
     with psycopg.connect(superuser_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_manifest (body jsonb NOT NULL)")
         conn.execute("DELETE FROM bench_manifest")
-        conn.execute("TRUNCATE chunks, documents")  # the audit trail is append-only; it keeps its events
+        # the audit trail is append-only; it keeps its events
+        conn.execute("TRUNCATE chunk_postings, chunks, documents")
         conn.execute(f"DROP INDEX IF EXISTS {HNSW_NAME}")
         register_vector(conn)
         written = 0
@@ -96,6 +97,7 @@ def load(superuser_url: str, chunks: int, seed: int, log: bool = True) -> None:
         conn.execute(hnsw_index_sql())
         conn.execute("VACUUM ANALYZE documents")
         conn.execute("VACUUM ANALYZE chunks")
+        conn.execute("VACUUM ANALYZE chunk_postings")
         conn.execute("INSERT INTO bench_manifest VALUES (%s)", (Jsonb(manifest(chunks, seed)),))
     if log:
         print(f"  corpus ready in {time.perf_counter() - started:.0f}s", flush=True)

@@ -77,7 +77,7 @@ def report(facts: IndexFacts, tenants: list[TenantReport], planner: RetrievalPla
     options = ", ".join(f"{key} {value}" for key, value in sorted(facts.hnsw_options.items())) or "defaults"
     lines = [
         f"chunks: {rows:,} rows, table {_mb(facts.table_bytes)}, "
-        f"HNSW index {_mb(facts.hnsw_bytes)} ({options})",
+        f"HNSW index {_mb(facts.hnsw_bytes)} ({options}), access postings {_mb(facts.postings_bytes)}",
         f"planner at k={k}: exact up to {planner.exact_limit(rows, k):,} permitted rows by cost; "
         f"below {planner.recall_floor(rows, k):,} permitted rows HNSW cannot be accurate, so exact "
         "while affordable",

@@ -5,7 +5,7 @@ gateway plans by cardinality itself, the way dedicated vector engines do. One in
 lookup in `chunk_access_counts` (kept by triggers, migration 0004) gives, for the
 caller's principal strings:
 - `scanned`: chunks whose allow list names one of them, at any level: an upper bound
-  on the rows the access-column index hands to an exact scan (its cost);
+  on the postings an exact search scores (its cost);
 - `allowed` - `denied`: the same within clearance, minus deny-list hits: the estimated
   permitted set, whose share of the index sets the cost of a filtered HNSW scan.
 

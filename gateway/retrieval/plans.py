@@ -9,7 +9,7 @@ ITERATIVE_MODES = ("off", "relaxed_order", "strict_order")
 
 @dataclass(frozen=True)
 class ExactPlan:
-    """Exact k-NN over the permitted rows, reached through the access-column indexes."""
+    """Exact k-NN over the permitted rows, scored from the caller's access postings."""
 
     @property
     def name(self) -> str:

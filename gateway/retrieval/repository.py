@@ -53,12 +53,11 @@ _CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.tex
 # search reads (`chunks`, and `chunk_postings` for exact search): heap rows fetched
 # through any of their indexes or a bitmap, plus rows read sequentially. A counter: the
 # search statement reads it before and after its scan (`_searched`).
-_SEARCHED_TABLES = "ARRAY[CAST('chunks' AS regclass), CAST('chunk_postings' AS regclass)]"
 ROWS_READ = literal_column(
     "(SELECT CAST(sum(pg_stat_get_xact_tuples_fetched(t.rel) + pg_stat_get_xact_tuples_returned(t.rel)"
     " + (SELECT coalesce(sum(pg_stat_get_xact_tuples_fetched(i.indexrelid)), 0)"
     " FROM pg_index AS i WHERE i.indrelid = t.rel)) AS bigint)"
-    f" FROM unnest({_SEARCHED_TABLES}) AS t(rel))",
+    " FROM unnest(ARRAY[CAST('chunks' AS regclass), CAST('chunk_postings' AS regclass)]) AS t(rel))",
     BigInteger,
 )
 
@@ -180,7 +179,7 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
     return _searched(hits)
 
 
-def _searched(hits_after: Callable[[ColumnElement[Any]], Select[Any]]) -> Select[Any]:
+def _searched(hits_after: Callable[[ColumnElement[Any]], Select[*tuple[Any, ...]]]) -> Select[Any]:
     """The search `hits_after(started)`, joined to documents and policies, with the rows it examined.
 
     ROWS_READ is read twice in the statement itself (no extra round trip):

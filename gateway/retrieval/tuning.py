@@ -28,6 +28,7 @@ _INDEX_FACTS = text("""
 SELECT c.reltuples::bigint AS rows,
        pg_relation_size(c.oid) AS table_bytes,
        pg_relation_size(CAST(:index AS regclass)) AS hnsw_bytes,
+       pg_total_relation_size('chunk_postings'::regclass) AS postings_bytes,
        (SELECT array_to_string(i.reloptions, ',') FROM pg_class AS i
         WHERE i.oid = CAST(:index AS regclass)) AS hnsw_options,
        s.n_live_tup AS live_rows,
@@ -53,6 +54,7 @@ class IndexFacts:
     rows: int
     table_bytes: int
     hnsw_bytes: int
+    postings_bytes: int
     hnsw_options: dict[str, str]
     live_rows: int
     changed_rows: int
@@ -84,7 +86,8 @@ async def index_facts(session: AsyncSession) -> IndexFacts:
     """Catalog and statistics facts about `chunks` and its HNSW index."""
     row = (await session.execute(_INDEX_FACTS, {"index": HNSW_INDEX})).one()
     options = dict(o.split("=", 1) for o in (row.hnsw_options or "").split(",") if "=" in o)
-    return IndexFacts(int(row.rows), int(row.table_bytes), int(row.hnsw_bytes), options,
+    return IndexFacts(int(row.rows), int(row.table_bytes), int(row.hnsw_bytes), int(row.postings_bytes),
+                      options,
                       int(row.live_rows), int(row.changed_rows), row.analyzed_at is not None,
                       int(row.shared_buffers), int(row.maintenance_work_mem))
 
@@ -117,10 +120,11 @@ def recommendations(facts: IndexFacts, tenants: list[TenantReport],
     if not facts.analyzed or facts.rows < 0 or facts.changed_rows > STALE_SHARE * max(facts.live_rows, 1):
         advice.append("ANALYZE chunks: the planner sizes HNSW searches by pg_class.reltuples, "
                       f"and {facts.changed_rows:,} rows changed since the last analyze")
-    working_set = facts.table_bytes + facts.hnsw_bytes
+    working_set = facts.table_bytes + facts.hnsw_bytes + facts.postings_bytes
     if facts.shared_buffers < working_set:
-        advice.append(f"shared_buffers ({_size(facts.shared_buffers)}) is smaller than the table and "
-                      f"its HNSW index ({_size(working_set)}): searches will read from the OS cache "
+        advice.append(f"shared_buffers ({_size(facts.shared_buffers)}) is smaller than the table, "
+                      f"its HNSW index and its access postings ({_size(working_set)}): "
+                      "searches will read from the OS cache "
                       "or disk; raise it if the host has the memory")
     if facts.maintenance_work_mem < facts.hnsw_bytes:
         advice.append(f"maintenance_work_mem ({_size(facts.maintenance_work_mem)}) is smaller than "

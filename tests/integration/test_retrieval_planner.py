@@ -89,7 +89,7 @@ async def test_planner_picks_exact_for_a_tiny_permitted_set_and_hnsw_for_a_large
     assert large.plan == "ann"
     assert tiny.estimate is not None and tiny.estimate < 100
     assert large.estimate is not None and large.estimate > 2000
-    assert 0 < tiny.candidates < 200  # only the rows the access index hands over
+    assert 0 < tiny.candidates < 200  # only the postings of its keys, and the chunks it checked
     assert 0 < large.candidates < CHUNKS
 
 

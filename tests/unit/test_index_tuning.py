@@ -10,7 +10,7 @@ PLANNER = RetrievalPlanner(RetrievalSettings(), ClassificationLevels())
 
 
 def facts(**changes):
-    healthy = dict(rows=1_000_000, table_bytes=2 * GB, hnsw_bytes=2 * GB,
+    healthy = dict(rows=1_000_000, table_bytes=2 * GB, hnsw_bytes=2 * GB, postings_bytes=GB,
                    hnsw_options={"m": "16", "ef_construction": "128"}, live_rows=1_000_000,
                    changed_rows=0, analyzed=True, shared_buffers=6 * GB, maintenance_work_mem=4 * GB)
     return IndexFacts(**{**healthy, **changes})
