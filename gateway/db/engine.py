@@ -3,6 +3,11 @@
 Server-side prepared statements are disabled (`prepare_threshold=None`): psycopg would
 otherwise switch to a generic plan after five executions and hide the access-control
 parameter values from PostgreSQL's planner.
+
+Parallel query is off (`max_parallel_workers_per_gather=0`): the rows a search examined
+are read from this backend's statistics counters, which do not include what parallel
+workers read, and under concurrent requests on a few cores the workers compete with
+other requests rather than speeding one up.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         connect_args={
             "prepare_threshold": None,
             "connect_timeout": settings.connect_timeout_s,
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "options": f"-c statement_timeout={settings.statement_timeout_ms} "
+                       "-c max_parallel_workers_per_gather=0",
             "application_name": "gateway",
         },
     )

@@ -7,10 +7,13 @@ clearance, attribute conditions, expiry, other tenants); keeps custom plans.
 
 from datetime import UTC, datetime
 
+import numpy as np
+import psycopg
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 
 from bench.corpus import Geometry
+from bench.truth import nearest, read_vectors
 from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.retrieval.explain import explain, plan_nodes
 from gateway.retrieval.planner import RetrievalPlanner
@@ -74,6 +77,28 @@ async def test_results_are_min_k_and_permitted_for_every_principal(corpus, queri
             assert len(ids) == min(k, len(permitted))
             assert set(ids) <= permitted
             assert retrieval.complete is (len(permitted) >= k)
+    finally:
+        await search.close()
+
+
+@pytest.mark.parametrize("name", list(PRINCIPALS))
+async def test_exact_plan_returns_the_k_nearest_permitted_chunks_for_every_principal(
+        corpus, queries, reference, name):
+    # Postings only propose: deny lists, validity, conditions and policies are decided on
+    # `chunks`, candidates rejected there are skipped, and the answer is the true top k.
+    vectors = read_vectors(corpus.superuser)
+    permitted = np.array(sorted(reference[name]), dtype=np.int64)
+    truth = nearest(vectors, permitted, queries[:3], 10)
+    principal = PRINCIPALS[name]
+    search = Search(corpus.runtime)
+    try:
+        for vector, want in zip(queries[:3], truth, strict=True):
+            async with search.bound(principal, NOW) as (session, predicate):
+                found = await search.repository.search(session, vector.tolist(), principal=principal,
+                                                       predicate=predicate, limit=10, plan=ExactPlan())
+            assert {c.chunk_id for c in found.chunks} == set(want.tolist())
+            scores = [c.score for c in found.chunks]
+            assert scores == sorted(scores, reverse=True)
     finally:
         await search.close()
 
@@ -216,6 +241,28 @@ async def test_rows_examined_are_counted_from_before_the_scan_to_after_it(corpus
         await search.close()
     assert len(found.chunks) == 10
     assert found.examined == after - before > 10
+
+
+async def test_rows_examined_include_what_parallel_workers_would_have_read(corpus, queries, reference):
+    # The counters are this backend's: rows read by parallel workers would be missing from
+    # the audit's figure. The runtime engine turns parallel query off, so an exact search
+    # over the whole tenant counts every posting it scored, even where the costs say
+    # workers would pay off (as they do on a large corpus) and the leader leaves them the scan.
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["whole tenant"]
+    try:
+        async with search.bound(principal, NOW) as (session, predicate):
+            await session.execute(select(*(func.set_config(name, "0", True) for name in (
+                "parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size",
+                "min_parallel_index_scan_size", "parallel_leader_participation"))))
+            found = await search.repository.search(session, queries[0].tolist(), principal=principal,
+                                                   predicate=predicate, limit=10, plan=ExactPlan())
+    finally:
+        await search.close()
+    with psycopg.connect(corpus.superuser) as conn:
+        (scored,) = conn.execute("SELECT count(*) FROM chunk_postings WHERE key = ANY(%s)",
+                                 (posting_keys(principal),)).fetchone()
+    assert found.examined >= scored > len(reference["whole tenant"]) / 2
 
 
 async def test_a_search_with_nothing_permitted_returns_no_chunks_and_counts_what_it_read(corpus, queries):
