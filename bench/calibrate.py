@@ -3,8 +3,9 @@
 Principals holding one department group (their sizes follow the corpus's Zipf law)
 give permitted sets from a few hundred rows to a sixth of the corpus. For each we time
 the planner's exact plan and its HNSW plan (with its fallback, as production runs it)
-and report where exact stops being cheaper. The planner scales the threshold with
-sqrt(index_rows / 1M * k / 10), so the 1M-row crossover at k=10 is the setting.
+and report where exact stops being cheaper, and the threshold that crossover implies
+under the planner's cost model (postings scored against HNSW tuples visited, see
+`gateway.retrieval.planner`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from bench.measure import Runner, percentiles, recall
 from bench.truth import Vectors, nearest, permitted_ids
-from gateway.retrieval.planner import Estimate, RetrievalPlanner
+from gateway.retrieval.planner import MAX_EF_SEARCH, Estimate, RetrievalPlanner
 from gateway.retrieval.plans import ExactPlan, Plan
 from gateway.retrieval.service import Retriever
 from policies.principal import Principal
@@ -60,12 +61,17 @@ async def measure(runner: Runner, vectors: Vectors, queries: np.ndarray, k: int)
         points.append((permitted.size, timings["exact"][0], timings["ann"][0]))
         lines.append(f"| {permitted.size:,} | {100 * permitted.size / vectors.ids.size:.3g}% | "
                      f"{timings['exact'][0]:.2f} | {timings['ann'][0]:.2f} | {timings['ann'][1]:.3f} |")
-    lines += ["", crossover(points, vectors.ids.size, k)]
+    lines += ["", crossover(points, vectors.ids.size, k, planner)]
     return "\n".join(lines)
 
 
-def crossover(points: list[tuple[int, float, float]], rows: int, k: int) -> str:
-    """The smallest measured size where HNSW beats exact, and the threshold it implies."""
+def crossover(points: list[tuple[int, float, float]], rows: int, k: int,
+              planner: RetrievalPlanner) -> str:
+    """The smallest measured size where HNSW beats exact, and the threshold it implies.
+
+    At the crossover exact scores `middle` postings in the time HNSW visits
+    `hnsw_work(middle)` tuples; the threshold is that ratio times MAX_EF_SEARCH.
+    """
     points = sorted(points)
     faster = [p for p, exact, ann in points if ann < exact]
     slower = [p for p, exact, ann in points if ann >= exact and (not faster or p < faster[0])]
@@ -73,6 +79,6 @@ def crossover(points: list[tuple[int, float, float]], rows: int, k: int) -> str:
         return "No crossover inside the measured range."
     low, high = max(slower), faster[0]
     middle = math.sqrt(low * high)
-    scaled = middle / math.sqrt(rows / 1_000_000 * k / 10)
+    threshold = middle * MAX_EF_SEARCH / planner.hnsw_work(round(middle), rows, k)
     return (f"Exact is faster up to {low:,} permitted rows, HNSW from {high:,}: crossover about "
-            f"{middle:,.0f} rows here, i.e. a threshold of about {scaled:,.0f} at 1M rows and k=10.")
+            f"{middle:,.0f} rows here, i.e. GATEWAY_EXACT_SCAN_THRESHOLD of about {threshold:,.0f}.")

@@ -193,8 +193,9 @@ class RetrievalSettings:
     max_query_chars: int = env("GATEWAY_MAX_QUERY_CHARS", 2000, _positive_int)
     max_top_k: int = env("GATEWAY_MAX_TOP_K", 50, _positive_int)
     default_top_k: int = env("GATEWAY_DEFAULT_TOP_K", 5, _positive_int)
-    # Measured: exact and HNSW cost the same at ~13,000 permitted rows on a 1M-chunk index at
-    # k=10 (`python -m bench.filtered_recall --calibrate`, docs/benchmarks.md).
+    # Postings an exact search scores in the time of an HNSW search with ef_search 1000:
+    # measured ~13,000 on a 1M-chunk index (`python -m bench.filtered_recall --calibrate`,
+    # docs/benchmarks.md, gateway.retrieval.planner).
     exact_threshold: int = env("GATEWAY_EXACT_SCAN_THRESHOLD", 13000, _positive_int)
     ef_search: int = env("GATEWAY_HNSW_EF_SEARCH", 100, _positive_int)
     max_scan_tuples: int = env("GATEWAY_HNSW_MAX_SCAN_TUPLES", 50000, _positive_int)

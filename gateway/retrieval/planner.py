@@ -9,13 +9,16 @@ caller's principal strings:
 - `allowed` - `denied`: the same within clearance, minus deny-list hits: the estimated
   permitted set, whose share of the index sets the cost of a filtered HNSW scan.
 
-Exact search examines about `scanned` rows; a filtered HNSW scan visits about
-k * index_rows / permitted tuples. With one measured cost ratio, exact is the cheaper
-plan while scanned * permitted <= limit ** 2, limit = sqrt(C * index_rows * k).
-`GATEWAY_EXACT_SCAN_THRESHOLD` is that limit measured on a 1M-chunk index at k=10
-(docs/benchmarks.md); it scales with sqrt(index_rows / 1M * k / 10). Recall overrides
-cost where HNSW cannot be accurate: below `recall_floor` permitted rows (the answer lies
-deeper than pgvector's candidate list reaches) exact is used while it stays affordable.
+Exact search scores about `scanned` postings; a filtered HNSW search visits about
+`hnsw_work` tuples: its candidate list (ef_search, sized by selectivity, see `ann`), or
+more where the k-th permitted row lies deeper than that (k * index_rows / permitted).
+Both costs are per row visited, so one measured ratio decides: exact while
+scanned <= GATEWAY_EXACT_SCAN_THRESHOLD * hnsw_work / MAX_EF_SEARCH. The threshold is
+the number of postings an exact search scores in the time of an HNSW search with
+pgvector's largest candidate list (measured at 1M chunks, docs/benchmarks.md). Recall
+overrides cost where HNSW cannot be accurate: below `recall_floor` permitted rows (the
+answer lies deeper than pgvector's candidate list reaches) exact is used while it stays
+affordable.
 
 The plan is only a cost decision: completeness never depends on the estimate (a short
 HNSW result is redone exactly, see `gateway.retrieval.service`). That is why an estimate
@@ -53,8 +56,6 @@ from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
 
-REFERENCE_ROWS = 1_000_000
-REFERENCE_K = 10
 # Candidate-list depth per row the filtered answer lies deep (see `ann`), and pgvector's cap.
 EF_PER_WANTED = 4
 MAX_EF_SEARCH = 1000
@@ -158,10 +159,26 @@ class RetrievalPlanner:
         self._cache.put(key, estimate)
         return estimate
 
+    def hnsw_work(self, permitted: int, index_rows: int, k: int) -> int:
+        """Tuples a filtered HNSW search visits, about: its candidate list, or deeper."""
+        wanted = math.ceil(k * max(index_rows, 1) / max(permitted, 1))
+        return max(self.ann(permitted, index_rows, k).ef_search, wanted)
+
+    def exact_is_cheaper(self, scanned: int, permitted: int, index_rows: int, k: int) -> bool:
+        """Scoring `scanned` postings costs no more than the HNSW search for `permitted` rows."""
+        work = self.hnsw_work(permitted, index_rows, k)
+        return scanned * MAX_EF_SEARCH <= self._settings.exact_threshold * work
+
     def exact_limit(self, index_rows: int, k: int) -> int:
-        """The permitted-set size up to which exact search is cheaper than HNSW."""
-        scale = math.sqrt(index_rows / REFERENCE_ROWS * k / REFERENCE_K)
-        return max(int(self._settings.exact_threshold * scale), k)
+        """The largest permitted set (all of it scanned) for which exact is the cheaper plan."""
+        low, high = 0, max(index_rows, 1)
+        while low < high:
+            middle = (low + high + 1) // 2
+            if self.exact_is_cheaper(middle, middle, index_rows, k):
+                low = middle
+            else:
+                high = middle - 1
+        return max(low, k)
 
     @staticmethod
     def recall_floor(index_rows: int, k: int) -> int:
@@ -175,8 +192,7 @@ class RetrievalPlanner:
 
     def choose(self, estimate: Estimate, k: int) -> Plan:
         """Exact when it is cheaper, or when HNSW would lose recall and exact stays affordable."""
-        limit = self.exact_limit(estimate.index_rows, k)
-        if estimate.scanned * max(estimate.permitted, 1) <= limit * limit:
+        if self.exact_is_cheaper(estimate.scanned, estimate.permitted, estimate.index_rows, k):
             return ExactPlan()
         floor = self.recall_floor(estimate.index_rows, k)
         if estimate.permitted < floor and estimate.scanned <= EXACT_SCAN_CAP * floor:

@@ -1,7 +1,5 @@
 """The planner's decisions from its estimate (no I/O): exact for small sets, HNSW for large ones."""
 
-import math
-
 import pytest
 
 from gateway.retrieval.planner import MIN_SCAN_TUPLES, Estimate, EstimateCache, RetrievalPlanner
@@ -23,14 +21,25 @@ def estimate(permitted, *, scanned=None, rows=MILLION):
                     index_rows=rows)
 
 
-def test_threshold_is_the_limit_at_one_million_rows_and_k_10():
+def test_threshold_is_the_exact_limit_where_hnsw_needs_its_largest_candidate_list():
+    # at 1M rows and k=10 every set below 40,000 rows gets ef_search 1000
     assert planner().exact_limit(MILLION, 10) == 10_000
 
 
-def test_limit_scales_with_the_square_root_of_index_size_and_k():
+def test_exact_is_cheaper_while_its_postings_cost_less_than_the_hnsw_search():
     p = planner()
-    assert p.exact_limit(100_000, 10) == int(10_000 * math.sqrt(0.1))
-    assert p.exact_limit(MILLION, 40) == 20_000
+    # 10% of 100k: ef_search 400, about 4,000 postings cost as much
+    assert p.hnsw_work(10_000, 100_000, 10) == 400
+    assert p.exact_is_cheaper(4_000, 4_000, 100_000, 10)
+    assert not p.exact_is_cheaper(4_001, 10_000, 100_000, 10)
+    # a sparse set: the k-th permitted row lies deeper than any candidate list
+    assert p.hnsw_work(500, MILLION, 10) == 20_000
+
+
+def test_the_limit_shrinks_with_the_index_as_hnsw_gets_cheaper_for_the_same_set():
+    p = planner()
+    assert 6_320 <= p.exact_limit(100_000, 10) <= 6_330  # sqrt(10,000 x 4 x k x rows / 1000)
+    assert p.exact_limit(100_000, 10) < p.exact_limit(MILLION, 10) < p.exact_limit(MILLION, 50)
 
 
 def test_limit_is_never_below_k():
