@@ -19,8 +19,8 @@ from gateway.db.roles import APP_ROLE, OWNER_ROLE, bootstrap_cluster, with_datab
 
 DATABASE = "bench"
 SERVER_SETTINGS = {
-    "shared_buffers": "8GB",
-    "effective_cache_size": "16GB",
+    "shared_buffers": "6GB",
+    "effective_cache_size": "12GB",
     "maintenance_work_mem": "4GB",
     "max_parallel_maintenance_workers": "1",
     "max_wal_size": "16GB",
