@@ -18,7 +18,7 @@ import numpy as np
 from bench.measure import Runner, percentiles, recall
 from bench.truth import Vectors, nearest, permitted_ids
 from gateway.retrieval.planner import MAX_EF_SEARCH, Estimate, RetrievalPlanner
-from gateway.retrieval.plans import ExactPlan, Plan
+from gateway.retrieval.plans import Plan
 from gateway.retrieval.service import Retriever
 from policies.principal import Principal
 
@@ -33,9 +33,9 @@ class _Forced(RetrievalPlanner):
         self.__dict__.update(inner.__dict__)
         self._kind = kind
 
-    def choose(self, estimate: Estimate, k: int) -> Plan:
+    def choose(self, estimate: Estimate, k: int, keys: int) -> Plan:
         if self._kind == "exact":
-            return ExactPlan()
+            return self.exact(estimate, k, keys)
         return self.ann(max(estimate.permitted, 1), estimate.index_rows, k)
 
 

@@ -61,6 +61,9 @@ EF_PER_WANTED = 4
 MAX_EF_SEARCH = 1000
 # Below the recall floor, exact is preferred while it reads at most this many floors of rows.
 EXACT_SCAN_CAP = 4
+# Exact candidates kept per wanted row and caller key (a chunk has a posting under each
+# of its allow entries the caller holds), twice over for candidates `chunks` rejects.
+DEPTH_PER_KEY = 2
 # Tuples an iterative scan may visit per row it should find (k / selectivity each).
 SCAN_MARGIN = 4
 MIN_SCAN_TUPLES = 1_000
@@ -190,14 +193,30 @@ class RetrievalPlanner:
         """
         return math.ceil(2 * k * index_rows / MAX_EF_SEARCH)
 
-    def choose(self, estimate: Estimate, k: int) -> Plan:
-        """Exact when it is cheaper, or when HNSW would lose recall and exact stays affordable."""
+    def choose(self, estimate: Estimate, k: int, keys: int) -> Plan:
+        """Exact when it is cheaper, or when HNSW would lose recall and exact stays affordable.
+
+        `keys`: how many principal strings (posting keys) the caller has.
+        """
         if self.exact_is_cheaper(estimate.scanned, estimate.permitted, estimate.index_rows, k):
-            return ExactPlan()
+            return self.exact(estimate, k, keys)
         floor = self.recall_floor(estimate.index_rows, k)
         if estimate.permitted < floor and estimate.scanned <= EXACT_SCAN_CAP * floor:
-            return ExactPlan()
+            return self.exact(estimate, k, keys)
         return self.ann(estimate.permitted, estimate.index_rows, k)
+
+    @staticmethod
+    def exact(estimate: Estimate, k: int, keys: int) -> ExactPlan:
+        """Exact search over the nearest postings only, when that is fewer than it would score.
+
+        Sorting every posting costs about as much as scoring it; a bounded top-N sort of
+        the nearest few costs almost nothing. The bound is left off where it would not
+        cut (few postings) or would not hold k permitted chunks (a set smaller than k).
+        """
+        depth = DEPTH_PER_KEY * k * max(keys, 1)
+        if estimate.scanned <= depth or estimate.permitted < k:
+            return ExactPlan()
+        return ExactPlan(depth)
 
     def ann(self, permitted: int, index_rows: int, k: int) -> AnnPlan:
         """HNSW with iterative scan, sized for the selectivity permitted / index_rows.

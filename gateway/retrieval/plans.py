@@ -9,7 +9,18 @@ ITERATIVE_MODES = ("off", "relaxed_order", "strict_order")
 
 @dataclass(frozen=True)
 class ExactPlan:
-    """Exact k-NN over the permitted rows, scored from the caller's access postings."""
+    """Exact k-NN over the permitted rows, scored from the caller's access postings.
+
+    `depth`: keep only that many nearest postings as candidates (a bounded top-N sort
+    instead of sorting every posting); None keeps them all. A bounded search that finds
+    fewer than k permitted chunks among its candidates is repeated with all of them.
+    """
+
+    depth: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.depth is not None and self.depth < 1:
+            raise ValueError("depth must be positive")
 
     @property
     def name(self) -> str:

@@ -102,7 +102,7 @@ class ChunkRepository:
             await self._tune_index_scan(session, plan, limit)
             statement = ann_statement(vector, predicate, limit)
         else:
-            statement = exact_statement(vector, predicate, limit, posting_keys(principal))
+            statement = exact_statement(vector, predicate, limit, posting_keys(principal), plan.depth)
         started = time.perf_counter()
         rows = (await session.execute(statement)).all()
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
@@ -142,11 +142,13 @@ def ann_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit
 
 
 def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int,
-                    keys: Sequence[str]) -> Select[Any]:
+                    keys: Sequence[str], depth: int | None = None) -> Select[Any]:
     """Distances for the caller's postings only; the nearest that pass on `chunks`, k of them.
 
-    `candidates`: the postings of the caller's keys (row-level security also limits them
-    to its keys and clearance), each chunk once, ordered by distance. Each is then looked
+    `proposed`: the postings of the caller's keys (row-level security also limits them
+    to its keys and clearance) by distance, the `depth` nearest only when it is given:
+    PostgreSQL then keeps a bounded heap instead of sorting every posting. `candidates`:
+    each proposed chunk once (a chunk has a posting per allow entry). Each is then looked
     up in `chunks` by primary key under the predicate and the chunks policy, in that
     order, until k pass: the LATERAL subquery (kept apart by OFFSET 0) can only run as
     the inner side of a nested loop, so the LIMIT stops the loop and the vectors of
@@ -155,14 +157,22 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
     distance = ChunkPosting.embedding.cosine_distance(list(vector))
 
     def hits(started: ColumnElement[Any]) -> Select[Any]:
-        candidates = (
+        scored = (
             select(ChunkPosting.chunk_id, distance.label("distance"))
             .where(ChunkPosting.key == any_(bindparam("posting_keys", list(keys), type_=ARRAY(Text))),
                    started.is_not(None))
-            .distinct()
             .order_by(distance, ChunkPosting.chunk_id)
-            .subquery("candidates")
         )
+        if depth is None:
+            candidates = scored.distinct().subquery("candidates")
+        else:
+            proposed = scored.limit(depth).subquery("proposed")
+            candidates = (
+                select(proposed.c.chunk_id, proposed.c.distance)
+                .distinct()
+                .order_by(proposed.c.distance, proposed.c.chunk_id)
+                .subquery("candidates")
+            )
         permitted = (
             select(*_CHUNK_COLUMNS)
             .where(Chunk.id == candidates.c.chunk_id, predicate)

@@ -107,7 +107,7 @@ async def tenant_report(session: AsyncSession, tenant: str, facts: IndexFacts,
 
 def describe(planner: RetrievalPlanner, estimate: Estimate, k: int) -> str:
     """The plan the planner picks for `estimate`, in words."""
-    plan = planner.choose(estimate, k)
+    plan = planner.choose(estimate, k, keys=1)
     if isinstance(plan, AnnPlan):
         return f"hnsw (ef_search {plan.ef_search}, max_scan_tuples {plan.max_scan_tuples})"
     return "exact"
@@ -136,7 +136,7 @@ def recommendations(facts: IndexFacts, tenants: list[TenantReport],
     index_rows = max(facts.rows, facts.live_rows, 1)
     for tenant in tenants:
         whole = Estimate(tenant.chunks, tenant.chunks, 0, max(index_rows, tenant.chunks))
-        if tenant.share <= PARTIAL_INDEX_SHARE and isinstance(planner.choose(whole, k), AnnPlan):
+        if tenant.share <= PARTIAL_INDEX_SHARE and isinstance(planner.choose(whole, k, keys=1), AnnPlan):
             advice.append(
                 f"tenant {tenant.tenant!r} holds {tenant.share:.1%} of the index and is too large to "
                 f"search exactly ({tenant.chunks:,} chunks): its broad principals walk a graph made "

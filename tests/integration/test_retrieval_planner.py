@@ -103,6 +103,59 @@ async def test_exact_plan_returns_the_k_nearest_permitted_chunks_for_every_princ
         await search.close()
 
 
+@pytest.mark.parametrize("name", list(PRINCIPALS))
+async def test_exact_search_over_the_nearest_postings_returns_the_same_k_for_every_principal(
+        corpus, queries, reference, name):
+    # Bounded to 12 postings, most principals find their 10 among them; where `chunks`
+    # rejects too many (deny lists) or fewer than 10 are permitted, the retriever searches
+    # every posting again. Either way the answer is the true top k.
+    vectors = read_vectors(corpus.superuser)
+    permitted = np.array(sorted(reference[name]), dtype=np.int64)
+    truth = nearest(vectors, permitted, queries[:3], 10)
+    search = Search(corpus.runtime)
+    search.retriever = Retriever(search.repository, _ShallowExact(depth=12))
+    try:
+        for vector, want in zip(queries[:3], truth, strict=True):
+            retrieval = await search.retrieve(PRINCIPALS[name], vector.tolist(), 10, NOW)
+            assert set(chunk_ids(retrieval)) == set(want.tolist())
+            scores = [c.score for c in retrieval.chunks]
+            assert scores == sorted(scores, reverse=True)
+            assert retrieval.plan in ("exact", "exact+exact")
+            assert retrieval.complete is (len(permitted) >= 10)
+    finally:
+        await search.close()
+
+
+async def test_bounded_exact_search_goes_deeper_when_chunks_reject_its_nearest_postings(corpus, queries):
+    # Allowed everything, denied on most: the nearest postings are mostly denied chunks.
+    search = Search(corpus.runtime)
+    search.retriever = Retriever(search.repository, _ShallowExact(depth=12))
+    try:
+        denied = await search.retrieve(PRINCIPALS["allowed everything, denied on most"],
+                                       queries[0].tolist(), 10, NOW)
+        plain = await search.retrieve(PRINCIPALS["small group"], queries[0].tolist(), 10, NOW)
+    finally:
+        await search.close()
+    assert (denied.plan, len(denied.chunks)) == ("exact+exact", 10)
+    assert (plain.plan, len(plain.chunks)) == ("exact", 10)
+
+
+async def test_bounded_exact_search_scores_every_posting_but_sorts_only_the_nearest(corpus, queries):
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["one group"]
+    try:
+        async with search.bound(principal, NOW) as (session, predicate):
+            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10,
+                                                          posting_keys(principal), depth=40))
+    finally:
+        await search.close()
+    (postings,) = _chunk_scans(plan, "chunk_postings")
+    assert postings["Actual Rows"] > 200
+    sorts = [n for n in plan_nodes(plan["Plan"]) if n["Node Type"] == "Sort"]
+    assert "top-N heapsort" in {n.get("Sort Method") for n in sorts}
+    assert max(n["Actual Rows"] for n in sorts) <= 40  # no sort of every posting
+
+
 async def test_planner_picks_exact_for_a_tiny_permitted_set_and_hnsw_for_a_large_one(corpus, queries):
     search = Search(corpus.runtime, RetrievalSettings(exact_threshold=4000))
     try:
@@ -134,8 +187,19 @@ async def test_deny_heavy_principal_is_not_planned_as_a_small_exact_scan(corpus,
 class _HnswOnly(RetrievalPlanner):
     """The planner with its choice fixed to HNSW (to exercise the fallback)."""
 
-    def choose(self, estimate, k):
+    def choose(self, estimate, k, keys):
         return self.ann(estimate.permitted, estimate.index_rows, k)
+
+
+class _ShallowExact(RetrievalPlanner):
+    """The planner with its choice fixed to exact search over the `depth` nearest postings."""
+
+    def __init__(self, depth):
+        super().__init__(RetrievalSettings(), LEVELS)
+        self.depth = depth
+
+    def choose(self, estimate, k, keys):
+        return ExactPlan(self.depth)
 
 
 async def test_short_hnsw_result_falls_back_to_exact_and_stays_complete(corpus, queries, reference):

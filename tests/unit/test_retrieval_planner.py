@@ -48,32 +48,50 @@ def test_limit_is_never_below_k():
 
 @pytest.mark.parametrize("permitted", [0, 1, 500, 10_000])
 def test_small_permitted_sets_are_searched_exactly(permitted):
-    assert planner().choose(estimate(permitted), 10) == ExactPlan()
+    assert isinstance(planner().choose(estimate(permitted), 10, keys=1), ExactPlan)
 
 
 @pytest.mark.parametrize("permitted", [20_000, 100_000, MILLION])
 def test_large_permitted_sets_use_hnsw(permitted):
-    assert isinstance(planner().choose(estimate(permitted), 10), AnnPlan)
+    assert isinstance(planner().choose(estimate(permitted), 10, keys=1), AnnPlan)
 
 
 def test_sets_too_sparse_for_an_accurate_hnsw_scan_are_searched_exactly_even_if_slower():
     p = planner(threshold=5_000)
     assert p.recall_floor(MILLION, 10) == 20_000
-    assert p.choose(estimate(15_000), 10) == ExactPlan()  # costlier, but HNSW recall ~0.94 here
-    assert isinstance(p.choose(estimate(25_000), 10), AnnPlan)
+    assert isinstance(p.choose(estimate(15_000), 10, keys=1), ExactPlan)  # costlier, but HNSW recall ~0.94 here
+    assert isinstance(p.choose(estimate(25_000), 10, keys=1), AnnPlan)
 
 
 def test_the_recall_floor_gives_way_when_exact_would_read_too_much():
     p = planner(threshold=5_000)
     denied = Estimate(scanned=900_000, allowed=900_000, denied=885_000, index_rows=MILLION)
-    assert isinstance(p.choose(denied, 10), AnnPlan)
+    assert isinstance(p.choose(denied, 10, keys=1), AnnPlan)
 
 
 def test_a_set_that_is_small_only_after_deny_lists_still_weighs_the_rows_an_exact_scan_reads():
     # allowed everything (the exact scan would read 900k rows), denied on all but 2,000
     denied = Estimate(scanned=900_000, allowed=900_000, denied=898_000, index_rows=MILLION)
     assert denied.permitted == 2_000
-    assert isinstance(planner().choose(denied, 10), AnnPlan)
+    assert isinstance(planner().choose(denied, 10, keys=1), AnnPlan)
+
+
+def test_exact_search_keeps_only_the_nearest_postings_a_few_per_wanted_row_and_key():
+    p = planner()
+    assert p.choose(estimate(5_000), 10, keys=3) == ExactPlan(depth=60)
+    assert p.choose(estimate(5_000), 50, keys=1) == ExactPlan(depth=100)
+
+
+def test_exact_search_scores_every_posting_where_a_bound_would_not_cut_or_not_hold_k():
+    p = planner()
+    assert p.choose(estimate(60), 10, keys=3) == ExactPlan()  # no more postings than the bound
+    few = Estimate(scanned=5_000, allowed=5_000, denied=4_995, index_rows=MILLION)
+    assert p.choose(few, 10, keys=1) == ExactPlan()  # fewer than k pass: all are needed
+
+
+def test_plans_reject_a_depth_below_one():
+    with pytest.raises(ValueError):
+        ExactPlan(depth=0)
 
 
 def test_deny_hits_never_make_the_estimate_negative():
