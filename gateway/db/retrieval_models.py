@@ -2,8 +2,8 @@
 
 - `chunk_access_counts` (migration 0004): per-principal chunk counts that size a
   permitted set cheaply, as signed deltas folded periodically.
-- `chunk_postings` (migrations 0005, 0006): each chunk's vector, scaled to length 1,
-  under each of its allow entries, the candidates an exact search scores.
+- `chunk_postings` (migration 0005): each chunk's vector under each of its allow
+  entries, the candidates an exact search scores.
 The application never writes either table itself.
 """
 
@@ -39,10 +39,10 @@ class ChunkAccessCount(Base):
 
 
 class ChunkPosting(Base):
-    """A chunk's vector, scaled to length 1, under one of its allow entries.
+    """A chunk's vector under one of its allow entries (`key`: tenant, chr(31), the entry).
 
-    `key`: tenant, chr(31), the entry. Candidates for exact search, grouped by key
-    (migrations 0005, 0006); kept by triggers on `chunks`, never written by the application.
+    Candidates for exact search, grouped by key (migration 0005); kept by triggers on
+    `chunks`, never written by the application.
     """
 
     __tablename__ = "chunk_postings"

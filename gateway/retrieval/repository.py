@@ -3,8 +3,8 @@
 The predicate is a required keyword argument: an unfiltered search cannot be written.
 The same statement shape runs under one of two plans (see `gateway.retrieval.plans`):
 - `ExactPlan`: distances are computed only for the caller's access postings (each
-  chunk's vector, scaled to length 1, under each of its allow entries, migrations 0005
-  and 0006); the nearest are checked against `chunks`, predicate and policy, until k pass.
+  chunk's vector stored under each of its allow entries, migration 0005); the nearest
+  are checked against `chunks`, predicate and policy, until k pass.
 - `AnnPlan`: HNSW with pgvector's iterative index scan (`relaxed_order`, re-sorted by
   the materialised CTE) which keeps scanning until k rows pass the filter or
   `max_scan_tuples` is reached; with iterative scan `off` it is plain post-filtering.
@@ -13,7 +13,6 @@ Index-scan settings are transaction-local (`set_config(..., true)`), never sessi
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,12 +65,6 @@ ROWS_READ = literal_column(
 def posting_keys(principal: Principal) -> list[str]:
     """The caller's principal strings as `chunk_postings` keys (tenant-qualified, migration 0005)."""
     return [f"{principal.tenant}{KEY_SEPARATOR}{p}" for p in principal.principal_strings]
-
-
-def unit(vector: Sequence[float]) -> list[float]:
-    """`vector` scaled to length 1 (as the postings' vectors are); a zero vector as it is."""
-    norm = math.sqrt(math.fsum(v * v for v in vector))
-    return [v / norm for v in vector] if norm else list(vector)
 
 
 def granted_by(principal: Principal, allow: Sequence[str]) -> str | None:
@@ -153,9 +146,7 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
     """Distances for the caller's postings only; the nearest that pass on `chunks`, k of them.
 
     `proposed`: the postings of the caller's keys (row-level security also limits them
-    to its keys and clearance) by distance (their unit vectors' inner product with the
-    query's, one sum per dimension where cosine takes three), the `depth` nearest only
-    when it is given:
+    to its keys and clearance) by distance, the `depth` nearest only when it is given:
     PostgreSQL then keeps a bounded heap instead of sorting every posting. `candidates`:
     each proposed chunk once (a chunk has a posting per allow entry). Each is then looked
     up in `chunks` by primary key under the predicate and the chunks policy, in that
@@ -163,8 +154,7 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
     the inner side of a nested loop, so the LIMIT stops the loop and the vectors of
     `chunks` are never read. A posting only proposes a chunk; `chunks` decides.
     """
-    # Postings hold unit vectors (migration 0006): cosine distance is 1 - dot product.
-    distance = 1 + ChunkPosting.embedding.max_inner_product(unit(vector))
+    distance = ChunkPosting.embedding.cosine_distance(list(vector))
 
     def hits(started: ColumnElement[Any]) -> Select[Any]:
         scored = (

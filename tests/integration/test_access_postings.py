@@ -1,29 +1,18 @@
 """chunk_postings follows every write to chunks (triggers, as the bound writer) and shows a
 reader only the postings of its own keys at or below its clearance."""
 
-import math
 import uuid
 from datetime import UTC, datetime
 
-import numpy as np
 import psycopg
 import pytest
 from sqlalchemy import delete, insert, select, update
 
-from gateway.db import migrate
-from gateway.db.access import (
-    access_column_values,
-    bind_principal,
-    bind_writer,
-    chunk_access_predicate,
-    chunk_column_values,
-)
+from gateway.db.access import access_column_values, bind_principal, bind_writer, chunk_column_values
 from gateway.db.engine import create_engine, session_factory
 from gateway.db.models import Chunk, Document
 from gateway.db.retrieval_models import ChunkPosting
-from gateway.metrics import Metrics
-from gateway.retrieval.plans import ExactPlan
-from gateway.retrieval.repository import ChunkRepository, posting_keys
+from gateway.retrieval.repository import posting_keys
 from gateway.settings import DatabaseSettings
 from policies.model import ClassificationLevels, parse_access
 from policies.principal import Principal
@@ -42,23 +31,13 @@ def _postings(superuser_url):
     return {(r[0], r[1], r[2], r[3], round(r[4], 3)) for r in rows}
 
 
-def _vector(first):
-    """A chunk vector of length about 1, but not 1."""
-    return [first] + [0.05] * 383
-
-
-def _unit_first(first):
-    """The first component of `_vector(first)` scaled to length 1, as posted."""
-    return round(first / math.sqrt(first * first + 383 * 0.05 ** 2), 3)
-
-
 def _chunk_ids(superuser_url, doc_id):
     with psycopg.connect(superuser_url) as conn:
         rows = conn.execute("SELECT id FROM chunks WHERE document_id = %s ORDER BY id", (doc_id,))
         return [r[0] for r in rows]
 
 
-async def _write_document(session, access, chunks, tenant="acme", vectors=None):
+async def _write_document(session, access, chunks, tenant="acme"):
     values = access_column_values(parse_access(access, LEVELS), LEVELS, tenant=tenant)
     doc_id = uuid.uuid4()
     await session.execute(insert(Document).values(
@@ -67,7 +46,7 @@ async def _write_document(session, access, chunks, tenant="acme", vectors=None):
     await session.execute(insert(Chunk), [
         {**chunk_column_values(values), "document_id": doc_id, "document_version": 1, "ordinal": i,
          "text": "x", "content_sha256": "0" * 64, "char_start": 0, "char_end": 1,
-         "embedding": vectors[i] if vectors else _vector(0.25)}
+         "embedding": [0.25] + [0.05] * 383}
         for i in range(chunks)])
     return doc_id
 
@@ -87,18 +66,17 @@ async def test_postings_follow_insert_access_and_vector_changes_and_delete(db_ur
     ids = _chunk_ids(db_urls.superuser, doc)
     # one posting per distinct allow entry; deny entries post nothing
     assert _postings(db_urls.superuser) == {
-        (f"acme{SEP}group:{g}", i, "acme", 1, _unit_first(0.25)) for g in "ab" for i in ids}
+        (f"acme{SEP}group:{g}", i, "acme", 1, 0.25) for g in "ab" for i in ids}
 
     async with sessions() as session, session.begin():
         await bind_writer(session, "acme")
         await session.execute(update(Chunk).where(Chunk.id == ids[0])
                               .values(allow=["group:d"], classification=3))
         await session.execute(update(Chunk).where(Chunk.id == ids[1])
-                              .values(embedding=_vector(0.75)))
+                              .values(embedding=[0.75] + [0.05] * 383))
     assert _postings(db_urls.superuser) == {
-        (f"acme{SEP}group:d", ids[0], "acme", 3, _unit_first(0.25)),
-        (f"acme{SEP}group:a", ids[1], "acme", 1, _unit_first(0.75)),
-        (f"acme{SEP}group:b", ids[1], "acme", 1, _unit_first(0.75))}
+        (f"acme{SEP}group:d", ids[0], "acme", 3, 0.25),
+        (f"acme{SEP}group:a", ids[1], "acme", 1, 0.75), (f"acme{SEP}group:b", ids[1], "acme", 1, 0.75)}
 
     async with sessions() as session, session.begin():
         await bind_writer(session, "acme")
@@ -146,52 +124,3 @@ async def test_nothing_bound_sees_and_writes_no_postings(db_urls, sessions):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO chunk_postings (key, chunk_id, tenant, classification, embedding)"
                          " VALUES ('acme\x1fgroup:a', 1, 'acme', 0, array_fill(0.1, ARRAY[384])::vector)")
-
-
-async def test_exact_search_on_unit_postings_ranks_and_scores_by_cosine_of_the_stored_vectors(
-        db_urls, sessions):
-    # Chunk vectors of many lengths (an embedder that does not normalise): the postings
-    # hold them scaled to length 1, and exact search still returns cosine order and scores.
-    rng = np.random.default_rng(3)
-    vectors = rng.normal(size=(30, 384)) * rng.uniform(0.1, 10.0, size=(30, 1))
-    async with sessions() as session, session.begin():
-        await bind_writer(session, "acme")
-        doc = await _write_document(session, {"allow": ["group:a"]}, chunks=30,
-                                    vectors=vectors.tolist())
-    ids = np.array(_chunk_ids(db_urls.superuser, doc))
-    query = rng.normal(size=384) * 3.0
-    cosine = vectors @ query / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(query))
-    principal = Principal(subject="ann", tenant="acme", groups=("a",), clearance="internal")
-    now = datetime.now(UTC)
-    async with sessions() as session, session.begin():
-        await bind_principal(session, principal, LEVELS, now)
-        found = await ChunkRepository(Metrics()).search(
-            session, query.tolist(), principal=principal,
-            predicate=chunk_access_predicate(principal, now, LEVELS), limit=10, plan=ExactPlan())
-    best = np.argsort(-cosine)[:10]
-    assert [c.chunk_id for c in found.chunks] == ids[best].tolist()
-    assert [c.score for c in found.chunks] == pytest.approx(cosine[best].tolist(), abs=1e-5)
-
-
-def _posting_norms(superuser_url):
-    with psycopg.connect(superuser_url) as conn:
-        rows = conn.execute("SELECT round(vector_norm(embedding)::numeric, 3) FROM chunk_postings").fetchall()
-    return sorted(float(r[0]) for r in rows)
-
-
-async def test_upgrading_to_unit_postings_rescales_the_posted_vectors_and_downgrading_restores_them(
-        db_urls, sessions):
-    stored = round(math.sqrt(0.25 ** 2 + 383 * 0.05 ** 2), 3)
-    migrate.downgrade(db_urls.owner, "0005")
-    async with sessions() as session, session.begin():
-        await bind_writer(session, "acme")
-        await _write_document(session, {"allow": ["group:a", "group:b"]}, chunks=2)
-    assert _posting_norms(db_urls.superuser) == [stored] * 4
-    migrate.upgrade(db_urls.owner)
-    assert _posting_norms(db_urls.superuser) == [1.0] * 4
-    async with sessions() as session, session.begin():  # and the trigger posts unit vectors
-        await bind_writer(session, "acme")
-        await _write_document(session, {"allow": ["group:c"]}, chunks=1)
-    assert _posting_norms(db_urls.superuser) == [1.0] * 5
-    migrate.downgrade(db_urls.owner, "0005")
-    assert _posting_norms(db_urls.superuser) == [stored] * 5
