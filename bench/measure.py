@@ -8,10 +8,13 @@ They differ only in the plan:
   max_scan_tuples 20000);
 - `exact`: exact k-NN over the permitted rows;
 - `planner`: the gateway's Retriever (estimate, plan, fallbacks).
-Two times per query: `total`, around the whole retrieval transaction from the client
-(begin, bind, predicate compilation, search, commit: what production pays), and `db`,
-the sum of the statements' round trips (sent to answer received) of the retrieval
-itself: the estimate and the search(es) for the planner, the search for the baselines.
+Every mode binds the principal with its plan's index settings in one statement, as the
+Retriever does once it knows the principal's estimate. Two times per query: `total`,
+around the whole retrieval transaction from the client (begin, bind, predicate
+compilation, search, commit: what production pays), and `db`, the sum of the statements'
+round trips (sent to answer received) of the retrieval itself, the binding statement
+left out: the estimate (when not cached), the settings (when not bound) and the
+search(es) for the planner, the search for the baselines.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import numpy as np
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.db.access import BINDING_SQL, bind_principal, chunk_access_predicate
 from gateway.metrics import Metrics
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
-from gateway.retrieval.repository import ChunkRepository
+from gateway.retrieval.repository import ChunkRepository, index_settings
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
@@ -84,29 +87,34 @@ class Runner:
         """One retrieval transaction; returns chunk ids, plan label, rows examined."""
         async with self.sessions() as session, session.begin():
             now = datetime.now(UTC)
-            await bind_principal(session, principal, self.levels, now)
-            predicate = chunk_access_predicate(principal, now, self.levels)
             if mode == "planner":
                 with self.clock.running():
                     retrieval = await self.retriever.retrieve(
-                        session, vector, principal=principal, predicate=predicate, k=k)
+                        session, vector, principal=principal, now=now, k=k)
                 return ([c.chunk_id for c in retrieval.chunks], retrieval.plan,
                         retrieval.candidates or 0)
             plan = BASELINES[mode]
+            await bind_principal(session, principal, self.levels, now, index_settings(plan, k))
+            predicate = chunk_access_predicate(principal, now, self.levels)
             with self.clock.running():
-                found = await self.repository.search(
-                    session, vector, principal=principal, predicate=predicate, limit=k, plan=plan)
+                found = await self.repository.search(session, vector, principal=principal,
+                                                     predicate=predicate, limit=k, plan=plan,
+                                                     settings_bound=True)
             return [c.chunk_id for c in found.chunks], plan.name, found.examined
 
 
 class StatementClock:
-    """Sums the time between sending each statement and receiving its result, while running."""
+    """Sums the time between sending each statement and receiving its result, while running.
+
+    The principal's binding statement is not counted, in any mode.
+    """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         engine = sessions.kw["bind"].sync_engine
         self.total = 0.0
         self._on = False
         self._sent = 0.0
+        self._binding = False
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
 
@@ -119,11 +127,12 @@ class StatementClock:
         finally:
             self._on = False
 
-    def _before(self, *args: object) -> None:
+    def _before(self, conn: object, cursor: object, statement: str, *args: object) -> None:
         self._sent = time.perf_counter()
+        self._binding = statement.startswith(BINDING_SQL)
 
     def _after(self, *args: object) -> None:
-        if self._on:
+        if self._on and not self._binding:
             self.total += time.perf_counter() - self._sent
 
 

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.audit.service import AuditLog
-from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.domain import Answer, AuditEvent, AuditSource, Principal, Retrieval
 from gateway.errors import GatewayError, InvalidInputError
 from gateway.generation.base import Generator
@@ -98,7 +97,6 @@ class QueryPipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings
-        self._levels = settings.policy.classification_levels()
         self._sessions = sessions
         self._encoder = encoder
         self._retriever = retriever
@@ -112,10 +110,8 @@ class QueryPipeline:
         vector = await asyncio.to_thread(self._encoder.embed_query, question.text)
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            await bind_principal(session, principal, self._levels, now)
-            predicate = chunk_access_predicate(principal, now, self._levels)
             retrieval = await self._retriever.retrieve(
-                session, vector, principal=principal, predicate=predicate, k=question.top_k
+                session, vector, principal=principal, now=now, k=question.top_k
             )
         audit_id = await self._audit.record(AuditEvent(
             request_id=question.request_id, action=question.action, principal=principal,

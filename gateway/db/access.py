@@ -57,25 +57,40 @@ def writer_settings(tenant: str) -> dict[str, str]:
 
 
 SETTINGS = ("gateway.tenant", "gateway.writer", *READER_SETTINGS)
-_BIND_ALL = text("SELECT " + ", ".join(
-    f"set_config('{name}', :{name.removeprefix('gateway.')}, true)" for name in SETTINGS))
+BINDING_SQL = "SELECT " + ", ".join(
+    f"set_config('{name}', :{name.removeprefix('gateway.')}, true)" for name in SETTINGS)
+_BIND_ALL = text(BINDING_SQL)
 
 
-def binding_statement(settings: Mapping[str, str]) -> TextClause:
+def binding_statement(settings: Mapping[str, str], search: Mapping[str, str] | None = None) -> TextClause:
     """One SELECT that sets every value transaction-locally (`is_local = true`).
 
     Every setting is written each time, so a transaction is never half reader, half writer.
+    `search`: settings for the transaction's search (index-scan parameters), set in the
+    same round trip; they cannot touch the `gateway.*` binding.
     """
     if set(settings) != set(SETTINGS):
         raise ValueError("bind every gateway setting")
-    return _BIND_ALL.bindparams(**{k.removeprefix("gateway."): v for k, v in settings.items()})
+    values = {k.removeprefix("gateway."): v for k, v in settings.items()}
+    if not search:
+        return _BIND_ALL.bindparams(**values)
+    if any(name.startswith("gateway.") for name in search):
+        raise ValueError("search settings cannot rebind the principal")
+    names = {f"search_name_{i}": name for i, name in enumerate(search)}
+    extra = "".join(f", set_config(:search_name_{i}, :search_value_{i}, true)" for i in range(len(search)))
+    return text(BINDING_SQL + extra).bindparams(
+        **values, **names, **{f"search_value_{i}": value for i, value in enumerate(search.values())})
 
 
 async def bind_principal(
-    session: AsyncSession, principal: Principal, levels: ClassificationLevels, now: datetime
+    session: AsyncSession, principal: Principal, levels: ClassificationLevels, now: datetime,
+    search: Mapping[str, str] | None = None,
 ) -> None:
-    """Bind `principal` to the session's current transaction for row-level security."""
-    await session.execute(binding_statement(principal_settings(principal, levels, now)))
+    """Bind `principal` to the session's current transaction for row-level security.
+
+    `search`: the search's own transaction settings, sent with the binding (one round trip).
+    """
+    await session.execute(binding_statement(principal_settings(principal, levels, now), search))
 
 
 async def bind_writer(session: AsyncSession, tenant: str) -> None:

@@ -137,17 +137,30 @@ class RetrievalPlanner:
         self._levels = levels
         self._cache = EstimateCache(settings.estimate_ttl_s)
 
+    @property
+    def levels(self) -> ClassificationLevels:
+        """The classification levels clearances are ranked by."""
+        return self._levels
+
+    def _key(self, principal: Principal) -> EstimateKey:
+        rank = self._levels.clearance_rank(principal.clearance)
+        return (principal.tenant, frozenset(principal.principal_strings), rank)
+
+    def cached(self, principal: Principal) -> Estimate | None:
+        """The caller's recent estimate, if there is one (no I/O)."""
+        return self._cache.get(self._key(principal))
+
     async def estimate(self, session: AsyncSession, principal: Principal) -> Estimate:
         """Bound the caller's permitted set: a recent estimate, or one indexed query.
 
         The query runs in the caller's (principal-bound) transaction: row-level security
         on `chunk_access_counts` shows it only the caller's own principal strings.
         """
-        rank = self._levels.clearance_rank(principal.clearance)
-        key = (principal.tenant, frozenset(principal.principal_strings), rank)
+        key = self._key(principal)
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        rank = key[2]
         counts = ChunkAccessCount
         within = counts.classification <= rank
         allow = counts.effect == "allow"

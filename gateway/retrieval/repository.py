@@ -96,10 +96,16 @@ class ChunkRepository:
         predicate: ColumnElement[bool],
         limit: int,
         plan: Plan,
+        settings_bound: bool = False,
     ) -> Found:
-        """Return up to `limit` permitted chunks nearest to `vector`, best first, under `plan`."""
+        """Return up to `limit` permitted chunks nearest to `vector`, best first, under `plan`.
+
+        `settings_bound`: the transaction already carries `index_settings(plan, limit)`
+        (sent with the principal's binding); otherwise they are set here first.
+        """
         if isinstance(plan, AnnPlan):
-            await self._tune_index_scan(session, plan, limit)
+            if not settings_bound:
+                await self._tune_index_scan(session, plan, limit)
             statement = ann_statement(vector, predicate, limit)
         else:
             statement = exact_statement(vector, predicate, limit, posting_keys(principal), plan.depth)
@@ -111,10 +117,8 @@ class ChunkRepository:
 
     @staticmethod
     async def _tune_index_scan(session: AsyncSession, plan: AnnPlan, limit: int) -> None:
-        values = (plan.iterative, str(max(plan.ef_search, limit)), str(plan.max_scan_tuples), "off")
         await session.execute(select(*(
-            func.set_config(name, value, True)
-            for name, value in zip(_INDEX_SETTINGS, values, strict=True)
+            func.set_config(name, value, True) for name, value in index_settings(plan, limit).items()
         )))
 
     @staticmethod
@@ -128,6 +132,14 @@ class ChunkRepository:
             granted_by=granted_by(principal, row.allow), policy_name=row.policy_name,
             policy_version=row.policy_version,
         )
+
+
+def index_settings(plan: Plan, limit: int) -> dict[str, str]:
+    """The transaction-local settings a search under `plan` needs (none for exact search)."""
+    if not isinstance(plan, AnnPlan):
+        return {}
+    values = (plan.iterative, str(max(plan.ef_search, limit)), str(plan.max_scan_tuples), "off")
+    return dict(zip(_INDEX_SETTINGS, values, strict=True))
 
 
 def ann_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:

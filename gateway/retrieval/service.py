@@ -1,5 +1,6 @@
 """Retrieval that is complete at every selectivity, planned by the size of the permitted set.
 
+The service binds the caller's transaction (row-level security) and searches in it.
 The planner (`gateway.retrieval.planner`) picks exact or HNSW search; this service keeps
 the guarantee whatever the estimate said: results = min(k, permitted). A search that
 comes back with fewer than k rows is redone exactly over every posting, which returns
@@ -11,14 +12,15 @@ them rejected on `chunks`: deny lists, validity, conditions, policies).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.domain import Principal, Retrieval
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import ExactPlan
-from gateway.retrieval.repository import ChunkRepository
+from gateway.retrieval.repository import ChunkRepository, index_settings
 
 
 class Retriever:
@@ -34,14 +36,30 @@ class Retriever:
         vector: Sequence[float],
         *,
         principal: Principal,
-        predicate: ColumnElement[bool],
+        now: datetime,
         k: int,
     ) -> Retrieval:
-        """Estimate, plan, search (exactly again if HNSW came back short); report what it took."""
-        estimate = await self._planner.estimate(session, principal)
-        plan = self._planner.choose(estimate, k, len(principal.principal_strings))
+        """Bind the transaction to `principal`, plan, search (exactly again if short); report.
+
+        With the caller's estimate cached (the usual case) the plan is chosen first and its
+        index settings are sent with the binding: one round trip instead of two.
+        """
+        levels = self._planner.levels
+        keys = len(principal.principal_strings)
+        estimate = self._planner.cached(principal)
+        if estimate is not None:
+            plan = self._planner.choose(estimate, k, keys)
+            await bind_principal(session, principal, levels, now, index_settings(plan, k))
+            settings_bound = True
+        else:  # the lookup reads chunk_access_counts under row-level security: bind first
+            await bind_principal(session, principal, levels, now)
+            estimate = await self._planner.estimate(session, principal)
+            plan = self._planner.choose(estimate, k, keys)
+            settings_bound = False
+        predicate = chunk_access_predicate(principal, now, levels)
         found = await self._repository.search(
-            session, vector, principal=principal, predicate=predicate, limit=k, plan=plan
+            session, vector, principal=principal, predicate=predicate, limit=k, plan=plan,
+            settings_bound=settings_bound,
         )
         steps, examined = plan.name, found.examined
         if len(found.chunks) < k and plan != ExactPlan():

@@ -392,3 +392,32 @@ async def test_ttl_zero_looks_the_estimate_up_for_every_query(corpus, queries):
     finally:
         await search.close()
     assert len(lookups) == 3
+
+
+async def test_with_a_cached_estimate_the_hnsw_settings_ride_in_the_binding_statement(corpus, queries):
+    # First query: bind, look the estimate up, set the plan's index settings, search.
+    # Later queries know the plan before binding: bind (with the settings), search.
+    search = Search(corpus.runtime)
+    principal = PRINCIPALS["whole tenant"]
+    statements = []
+    event.listen(search.engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *args: statements.append(statement))
+    try:
+        first = await search.retrieve(principal, queries[0].tolist(), 10, NOW)
+        sent_first, statements[:] = len(statements), []
+        async with search.sessions() as session, session.begin():
+            second = await search.retriever.retrieve(session, queries[1].tolist(), principal=principal,
+                                                     now=NOW, k=10)
+            sent_second = len(statements)
+            applied = (await session.execute(
+                text("SELECT current_setting('hnsw.ef_search'), current_setting('enable_sort'),"
+                     " current_setting('gateway.tenant')"))).one()
+    finally:
+        await search.close()
+    assert (first.plan, second.plan) == ("ann", "ann")
+    assert len(chunk_ids(second)) == 10
+    assert sent_first == 4
+    assert sent_second == 2
+    assert "set_config('gateway.tenant'" in statements[0] and "search_name_3" in statements[0]
+    plan = search.planner.choose(search.planner.cached(principal), 10, len(principal.principal_strings))
+    assert tuple(applied) == (str(plan.ef_search), "off", "acme")

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from gateway.db import migrate
-from gateway.db.access import bind_principal, bind_writer
+from gateway.db.access import bind_principal, bind_writer, binding_statement, principal_settings
 from gateway.db.engine import create_engine, session_factory
 from gateway.settings import DatabaseSettings
 from policies.model import AccessRule, ClassificationLevels, parse_access
@@ -161,3 +161,21 @@ def test_downgrade_to_0001_removes_policies_and_row_security(db_urls):
     migrate.upgrade(db_urls.owner)
     with psycopg.connect(db_urls.owner) as conn:
         assert conn.execute("SELECT count(*) FROM documents").fetchone() == (0,)  # forced again
+
+
+async def test_search_settings_bound_with_the_principal_are_transaction_local_and_cannot_rebind_it(content):
+    engine = create_engine(content.runtime, DatabaseSettings(pool_size=1))
+    sessions = session_factory(engine)
+    read_back = text("SELECT current_setting('hnsw.ef_search', true), current_setting('enable_sort')")
+    try:
+        async with sessions() as session, session.begin():
+            await bind_principal(session, ALICE, LEVELS, NOW, {"hnsw.ef_search": "321", "enable_sort": "off"})
+            assert tuple((await session.execute(read_back)).one()) == ("321", "off")
+            assert (await session.execute(text("SELECT count(*) FROM documents"))).scalar() == 1
+        async with sessions() as session, session.begin():  # the same pooled connection
+            ef_search, enable_sort = (await session.execute(read_back)).one()
+        assert ef_search != "321" and enable_sort == "on"
+        with pytest.raises(ValueError, match="rebind"):
+            binding_statement(principal_settings(ALICE, LEVELS, NOW), {"gateway.tenant": "globex"})
+    finally:
+        await engine.dispose()

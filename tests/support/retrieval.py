@@ -76,10 +76,9 @@ class Search:
 
     async def retrieve(self, principal: Principal, vector: Sequence[float], k: int,
                        now: datetime) -> Retrieval:
-        """One retrieval as the pipeline runs it."""
-        async with self.bound(principal, now) as (session, predicate):
-            return await self.retriever.retrieve(session, vector, principal=principal,
-                                                 predicate=predicate, k=k)
+        """One retrieval as the pipeline runs it (the retriever binds the transaction)."""
+        async with self.sessions() as session, session.begin():
+            return await self.retriever.retrieve(session, vector, principal=principal, now=now, k=k)
 
     async def close(self) -> None:
         """Dispose of the engine."""
