@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import event
+from sqlalchemy import TextClause, event
+from sqlalchemy.engine import ExecutionContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gateway.db.access import BINDING_SQL, bind_principal, chunk_access_predicate
@@ -127,13 +128,21 @@ class StatementClock:
         finally:
             self._on = False
 
-    def _before(self, conn: object, cursor: object, statement: str, *args: object) -> None:
+    def _before(self, conn: object, cursor: object, statement: str, parameters: object,
+                context: ExecutionContext, executemany: bool) -> None:
         self._sent = time.perf_counter()
-        self._binding = statement.startswith(BINDING_SQL)
+        self._binding = is_binding(context)
 
     def _after(self, *args: object) -> None:
         if self._on and not self._binding:
             self.total += time.perf_counter() - self._sent
+
+
+def is_binding(context: ExecutionContext) -> bool:
+    """Whether the statement being run binds the principal (`gateway.db.access`)."""
+    compiled = getattr(context, "compiled", None)
+    statement = getattr(compiled, "statement", None)
+    return isinstance(statement, TextClause) and statement.text.startswith(BINDING_SQL)
 
 
 def recall(found: Sequence[np.ndarray], truth: Sequence[np.ndarray], k: int) -> float:

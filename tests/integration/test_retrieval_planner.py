@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 from bench.corpus import Geometry
+from bench.measure import StatementClock, is_binding
 from bench.truth import nearest, read_vectors
 from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.retrieval.explain import explain, plan_nodes
@@ -421,3 +422,20 @@ async def test_with_a_cached_estimate_the_hnsw_settings_ride_in_the_binding_stat
     assert "set_config('gateway.tenant'" in statements[0] and "search_name_3" in statements[0]
     plan = search.planner.choose(search.planner.cached(principal), 10, len(principal.principal_strings))
     assert tuple(applied) == (str(plan.ef_search), "off", "acme")
+
+
+async def test_the_benchmark_clock_leaves_out_the_binding_statement_and_counts_the_search(corpus, queries):
+    search = Search(corpus.runtime)
+    clock = StatementClock(search.sessions)
+    seen = []
+    event.listen(search.engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, params, context, many: seen.append(is_binding(context)))
+    try:
+        await search.retrieve(PRINCIPALS["small group"], queries[0].tolist(), 10, NOW)  # caches the estimate
+        seen.clear()
+        with clock.running():
+            await search.retrieve(PRINCIPALS["small group"], queries[1].tolist(), 10, NOW)
+    finally:
+        await search.close()
+    assert seen == [True, False]  # the binding, then the search
+    assert clock.total > 0
