@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import calibrate, sidechannel
+from bench import calibrate, plan_cache, sidechannel
 from bench.corpus import Cell, Geometry, cells
 from bench.corpus_load import load, loaded, manifest
 from bench.database import BenchDatabase, open_database
@@ -107,6 +107,7 @@ async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
             if cell.name in sidechannel.CELLS:
                 evidence[cell.name] = (permitted, truth)
         channel = await sidechannel.measure(runner, vectors, queries, evidence, args.k)
+        planning = await plan_cache.measure(runner, queries[:100], args.k)
         crossover = await calibrate.measure(runner, vectors, queries, args.k) if args.calibrate else ""
     finally:
         await engine.dispose()
@@ -117,7 +118,7 @@ async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
         f"ef_search={retrieval.ef_search}, max_scan_tuples<={retrieval.max_scan_tuples}, "
         f"GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS={retrieval.estimate_ttl_s:g} "
         f"(measured in {minutes:.0f} min)",
-        markdown_table(rows), channel, crossover) if part)
+        markdown_table(rows), channel, planning, crossover) if part)
 
 
 def main() -> None:

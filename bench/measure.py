@@ -34,7 +34,7 @@ from gateway.db.access import BINDING_SQL, bind_principal, chunk_access_predicat
 from gateway.metrics import Metrics
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
-from gateway.retrieval.repository import ChunkRepository, index_settings
+from gateway.retrieval.repository import ChunkRepository, search_settings
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
@@ -68,7 +68,8 @@ class Runner:
         self.levels = levels
         self.clock = StatementClock(sessions)
         self.repository = ChunkRepository(Metrics())
-        self.retriever = Retriever(self.repository, RetrievalPlanner(settings, levels))
+        self.planner = RetrievalPlanner(settings, levels)
+        self.retriever = Retriever(self.repository, self.planner)
 
     async def run(self, mode: str, principal: Principal, queries: np.ndarray, k: int) -> Outcome:
         """Run every query once, in order, one transaction each."""
@@ -95,7 +96,7 @@ class Runner:
                 return ([c.chunk_id for c in retrieval.chunks], retrieval.plan,
                         retrieval.candidates or 0)
             plan = BASELINES[mode]
-            await bind_principal(session, principal, self.levels, now, index_settings(plan, k))
+            await bind_principal(session, principal, self.levels, now, search_settings(plan, k))
             predicate = chunk_access_predicate(principal, now, self.levels)
             with self.clock.running():
                 found = await self.repository.search(session, vector, principal=principal,

@@ -1,8 +1,10 @@
 """Async SQLAlchemy engines on psycopg 3.
 
-Server-side prepared statements are disabled (`prepare_threshold=None`): psycopg would
-otherwise switch to a generic plan after five executions and hide the access-control
-parameter values from PostgreSQL's planner.
+Server-side prepared statements are off by default (`prepare_threshold=None`): psycopg
+would otherwise prepare any statement run five times, and PostgreSQL may then switch it
+to a generic plan that cannot see the access-control values. The only statements
+prepared are the retrieval searches, explicitly (`prepared_statements`), whose plan the
+gateway chooses itself and whose shape the statement pins (`gateway.retrieval.repository`).
 
 Parallel query is off (`max_parallel_workers_per_gather=0`): the rows a search examined
 are read from this backend's statistics counters, which do not include what parallel
@@ -12,8 +14,12 @@ other requests rather than speeding one up.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from gateway.settings import DatabaseSettings
 
@@ -46,3 +52,21 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     """Sessions that keep loaded values after commit (values cross stages frozen)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+@asynccontextmanager
+async def prepared_statements(session: AsyncSession) -> AsyncIterator[None]:
+    """Prepare the statements run inside on the server (once per connection) and reuse them.
+
+    psycopg's prepare threshold is lowered to 0 for the block only, on this session's
+    connection; a statement prepared here is reused whenever it runs in such a block again.
+    """
+    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    if not isinstance(connection, psycopg.AsyncConnection):
+        raise TypeError("prepared statements need a live psycopg connection")
+    previous = connection.prepare_threshold
+    connection.prepare_threshold = 0
+    try:
+        yield
+    finally:
+        connection.prepare_threshold = previous

@@ -8,7 +8,13 @@ The same statement shape runs under one of two plans (see `gateway.retrieval.pla
 - `AnnPlan`: HNSW with pgvector's iterative index scan (`relaxed_order`, re-sorted by
   the materialised CTE) which keeps scanning until k rows pass the filter or
   `max_scan_tuples` is reached; with iterative scan `off` it is plain post-filtering.
-Index-scan settings are transaction-local (`set_config(..., true)`), never session-wide.
+Both run as server-side prepared statements with a generic plan, planned once per
+connection: planning (row-level security of three tables, the access predicate) cost
+more than scoring a small permitted set. Generic plans are safe here because the
+gateway, not PostgreSQL, chooses the plan from the permitted-set size, and each
+statement pins its own shape (materialised CTEs, the LATERAL lookup, `enable_sort`);
+tests compare the generic plan with the custom one. Settings are transaction-local
+(`set_config(..., true)`), never session-wide.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Integer,
     Select,
     Text,
     and_,
@@ -34,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.engine import prepared_statements
 from gateway.db.models import Chunk, Document
 from gateway.db.policy_models import AccessPolicy
 from gateway.db.retrieval_models import ChunkPosting
@@ -44,7 +52,10 @@ from gateway.retrieval.plans import AnnPlan, Plan
 # `enable_sort = off` leaves the HNSW index the only way to produce the ORDER BY without a
 # penalised sort: under row-level security PostgreSQL estimates the access quals with
 # default selectivities and would otherwise sort the rows of an access-column index scan.
-_INDEX_SETTINGS = ("hnsw.iterative_scan", "hnsw.ef_search", "hnsw.max_scan_tuples", "enable_sort")
+# Exact search sorts (a bounded heap), so it turns sorting back on: a generic plan is made
+# once under the settings of its first run and reused, so each plan must set all of them.
+_HNSW_SETTINGS = ("hnsw.iterative_scan", "hnsw.ef_search", "hnsw.max_scan_tuples", "enable_sort")
+_GENERIC_PLAN = {"plan_cache_mode": "force_generic_plan"}
 KEY_SEPARATOR = "\x1f"  # chr(31), as in chunk_scan_keys
 _CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.text,
                   Chunk.char_start, Chunk.char_end, Chunk.heading_path, Chunk.content_sha256,
@@ -100,25 +111,24 @@ class ChunkRepository:
     ) -> Found:
         """Return up to `limit` permitted chunks nearest to `vector`, best first, under `plan`.
 
-        `settings_bound`: the transaction already carries `index_settings(plan, limit)`
+        `settings_bound`: the transaction already carries `search_settings(plan, limit)`
         (sent with the principal's binding); otherwise they are set here first.
         """
-        if isinstance(plan, AnnPlan):
-            if not settings_bound:
-                await self._tune_index_scan(session, plan, limit)
-            statement = ann_statement(vector, predicate, limit)
-        else:
-            statement = exact_statement(vector, predicate, limit, posting_keys(principal), plan.depth)
+        if not settings_bound:
+            await self.apply_search_settings(session, plan, limit)
+        statement = search_statement(vector, predicate, limit, plan, posting_keys(principal))
         started = time.perf_counter()
-        rows = (await session.execute(statement)).all()
+        async with prepared_statements(session):
+            rows = (await session.execute(statement)).all()
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
         chunks = [self._chunk(row, principal) for row in rows if row.id is not None]
         return Found(chunks, int(rows[0].examined))
 
     @staticmethod
-    async def _tune_index_scan(session: AsyncSession, plan: AnnPlan, limit: int) -> None:
+    async def apply_search_settings(session: AsyncSession, plan: Plan, limit: int) -> None:
+        """Set `search_settings(plan, limit)` for the rest of the transaction."""
         await session.execute(select(*(
-            func.set_config(name, value, True) for name, value in index_settings(plan, limit).items()
+            func.set_config(name, value, True) for name, value in search_settings(plan, limit).items()
         )))
 
     @staticmethod
@@ -134,12 +144,20 @@ class ChunkRepository:
         )
 
 
-def index_settings(plan: Plan, limit: int) -> dict[str, str]:
-    """The transaction-local settings a search under `plan` needs (none for exact search)."""
+def search_settings(plan: Plan, limit: int) -> dict[str, str]:
+    """The transaction-local settings a search under `plan` runs with (generic plan included)."""
     if not isinstance(plan, AnnPlan):
-        return {}
+        return {**_GENERIC_PLAN, "enable_sort": "on"}
     values = (plan.iterative, str(max(plan.ef_search, limit)), str(plan.max_scan_tuples), "off")
-    return dict(zip(_INDEX_SETTINGS, values, strict=True))
+    return {**_GENERIC_PLAN, **dict(zip(_HNSW_SETTINGS, values, strict=True))}
+
+
+def search_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int, plan: Plan,
+                     keys: Sequence[str]) -> Select[Any]:
+    """The statement a search under `plan` runs (`keys`: the caller's `posting_keys`)."""
+    if isinstance(plan, AnnPlan):
+        return ann_statement(vector, predicate, limit)
+    return exact_statement(vector, predicate, limit, keys, plan.depth)
 
 
 def ann_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
@@ -188,7 +206,7 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
         permitted = (
             select(*_CHUNK_COLUMNS)
             .where(Chunk.id == candidates.c.chunk_id, predicate)
-            .offset(0)
+            .offset(literal_column("0", Integer))  # a literal: a generic plan keeps no Limit node
             .lateral("permitted")
         )
         return (

@@ -20,7 +20,7 @@ from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.domain import Principal, Retrieval
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import ExactPlan
-from gateway.retrieval.repository import ChunkRepository, index_settings
+from gateway.retrieval.repository import ChunkRepository, search_settings
 
 
 class Retriever:
@@ -42,14 +42,14 @@ class Retriever:
         """Bind the transaction to `principal`, plan, search (exactly again if short); report.
 
         With the caller's estimate cached (the usual case) the plan is chosen first and its
-        index settings are sent with the binding: one round trip instead of two.
+        search settings are sent with the binding: one round trip instead of two.
         """
         levels = self._planner.levels
         keys = len(principal.principal_strings)
         estimate = self._planner.cached(principal)
         if estimate is not None:
             plan = self._planner.choose(estimate, k, keys)
-            await bind_principal(session, principal, levels, now, index_settings(plan, k))
+            await bind_principal(session, principal, levels, now, search_settings(plan, k))
             settings_bound = True
         else:  # the lookup reads chunk_access_counts under row-level security: bind first
             await bind_principal(session, principal, levels, now)
@@ -63,8 +63,10 @@ class Retriever:
         )
         steps, examined = plan.name, found.examined
         if len(found.chunks) < k and plan != ExactPlan():
+            settings_bound = search_settings(ExactPlan(), k) == search_settings(plan, k)
             found = await self._repository.search(
-                session, vector, principal=principal, predicate=predicate, limit=k, plan=ExactPlan()
+                session, vector, principal=principal, predicate=predicate, limit=k, plan=ExactPlan(),
+                settings_bound=settings_bound,
             )
             steps, examined = f"{plan.name}+exact", examined + found.examined
         return Retrieval(tuple(found.chunks), complete=len(found.chunks) == k, plan=steps,

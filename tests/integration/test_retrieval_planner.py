@@ -2,7 +2,7 @@
 
 Picks exact for small permitted sets and HNSW for large ones; always returns
 min(k, permitted) chunks, all of them permitted (combined conditions, deny lists,
-clearance, attribute conditions, expiry, other tenants); keeps custom plans.
+clearance, attribute conditions, expiry, other tenants); reuses generic plans of a fixed shape.
 """
 
 from datetime import UTC, datetime
@@ -19,7 +19,14 @@ from gateway.db.access import bind_principal, chunk_access_predicate
 from gateway.retrieval.explain import explain, plan_nodes
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
-from gateway.retrieval.repository import ROWS_READ, ann_statement, exact_statement, posting_keys
+from gateway.retrieval.repository import (
+    ROWS_READ,
+    ann_statement,
+    exact_statement,
+    posting_keys,
+    search_settings,
+    search_statement,
+)
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.principal import Principal
@@ -249,7 +256,7 @@ async def test_hnsw_plan_uses_the_vector_index_under_row_level_security(corpus, 
     principal = PRINCIPALS["whole tenant"]
     try:
         async with search.bound(principal, NOW) as (session, predicate):
-            await search.repository._tune_index_scan(session, AnnPlan(100, 5000), 10)
+            await search.repository.apply_search_settings(session, AnnPlan(100, 5000), 10)
             plan = await explain(session, ann_statement(queries[0].tolist(), predicate, 10))
     finally:
         await search.close()
@@ -259,35 +266,98 @@ async def test_hnsw_plan_uses_the_vector_index_under_row_level_security(corpus, 
     assert scan["Actual Rows"] == 10
 
 
-async def test_repeated_queries_on_one_connection_keep_custom_plans_and_complete_results(
-        corpus, queries, reference):
-    # psycopg would prepare a statement after 5 executions and PostgreSQL may then switch to
-    # a generic plan that cannot see the principal's values. The engine disables
-    # server-side prepares: nothing is prepared, every run is planned with its values.
+GENERIC_CASES = {
+    "exact": ("small group", ExactPlan()),
+    "bounded exact": ("small group", ExactPlan(depth=40)),
+    "hnsw": ("whole tenant", AnnPlan(ef_search=100, max_scan_tuples=5000)),
+}
+
+
+@pytest.mark.parametrize("case", list(GENERIC_CASES))
+async def test_repeated_searches_reuse_one_generic_plan_shaped_like_the_custom_plan(
+        corpus, queries, reference, case):
+    # Searches run prepared, with a generic plan made once per connection: it cannot see
+    # the principal's values, so its shape must not depend on them. Nothing else is prepared.
+    name, plan = GENERIC_CASES[case]
+    principal = PRINCIPALS[name]
+    settings = search_settings(plan, 10)
+    permitted = np.array(sorted(reference[name]), dtype=np.int64)
+    truth = nearest(read_vectors(corpus.superuser), permitted, queries, 10)
     search = Search(corpus.runtime)
-    principal = PRINCIPALS["small group"]
-    expected = min(10, len(reference["small group"]))
     try:
         async with search.sessions() as session:
-            for _ in range(8):
+            for i in range(8):
                 async with session.begin():
-                    await bind_principal(session, principal, LEVELS, NOW)
-                    predicate = chunk_access_predicate(principal, NOW, LEVELS)
+                    await bind_principal(session, principal, LEVELS, NOW, settings)
                     found = await search.repository.search(
-                        session, queries[1].tolist(), principal=principal, predicate=predicate,
-                        limit=10, plan=ExactPlan())
-                    assert len(found.chunks) == expected
+                        session, queries[i % len(queries)].tolist(), principal=principal,
+                        predicate=chunk_access_predicate(principal, NOW, LEVELS), limit=10,
+                        plan=plan, settings_bound=True)
+                ids = {c.chunk_id for c in found.chunks}
+                if isinstance(plan, ExactPlan):
+                    assert ids == set(truth[i % len(queries)].tolist())
+                assert len(ids) == 10 and ids <= reference[name]
             async with session.begin():
-                prepared = (await session.execute(text("SELECT count(*) FROM pg_prepared_statements"))).scalar()
-                await bind_principal(session, principal, LEVELS, NOW)
-                plan = await explain(session, exact_statement(
-                    queries[1].tolist(), chunk_access_predicate(principal, NOW, LEVELS), 10,
-                    posting_keys(principal)))
+                prepared = (await session.execute(text(
+                    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"))).all()
+                await bind_principal(session, principal, LEVELS, NOW, settings)
+                generic = await _generic_plan(session, prepared[0].statement)
+            async with session.begin():
+                custom_settings = {k: v for k, v in settings.items() if k != "plan_cache_mode"}
+                await bind_principal(session, principal, LEVELS, NOW, custom_settings)
+                custom = await explain(session, search_statement(
+                    queries[0].tolist(), chunk_access_predicate(principal, NOW, LEVELS), 10, plan,
+                    posting_keys(principal)), analyze=False)
     finally:
         await search.close()
-    assert prepared == 0
-    (scan,) = _chunk_scans(plan)
-    assert "'{user:p1,group:sel-1pct,everyone}'" in scan["Filter"]  # values, not $n parameters
+    assert [(row.generic_plans, row.custom_plans) for row in prepared] == [(8, 0)]
+    assert _shape(generic) == _shape(custom)
+    (generic_scan,), (custom_scan,) = _chunk_scans(generic), _chunk_scans(custom)
+    assert "$" in generic_scan["Filter"]  # parameters: the plan was made without the values
+    assert "'{user:" in custom_scan["Filter"]
+
+
+@pytest.mark.parametrize("plan", [ExactPlan(), AnnPlan(ef_search=100, max_scan_tuples=5000)])
+async def test_a_generic_plan_reused_across_principals_serves_each_only_its_own_chunks(
+        corpus, queries, reference, plan):
+    # One connection, one prepared statement, every principal in turn (other tenant and
+    # nobody's group included): row-level security and the predicate are evaluated with
+    # each transaction's binding, never with the values of the run that made the plan.
+    search = Search(corpus.runtime)
+    try:
+        async with search.sessions() as session:
+            for name, principal in [*PRINCIPALS.items(), *PRINCIPALS.items()]:
+                async with session.begin():
+                    await bind_principal(session, principal, LEVELS, NOW, search_settings(plan, 10))
+                    found = await search.repository.search(
+                        session, queries[0].tolist(), principal=principal,
+                        predicate=chunk_access_predicate(principal, NOW, LEVELS), limit=10,
+                        plan=plan, settings_bound=True)
+                ids = {c.chunk_id for c in found.chunks}
+                assert ids <= reference[name], name
+                if isinstance(plan, ExactPlan):
+                    assert len(ids) == min(10, len(reference[name])), name
+            async with session.begin():
+                generic = (await session.execute(text(
+                    "SELECT sum(generic_plans), sum(custom_plans) FROM pg_prepared_statements"))).one()
+    finally:
+        await search.close()
+    assert tuple(generic) == (2 * len(PRINCIPALS), 0)
+
+
+async def _generic_plan(session, statement):
+    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    cursor = await connection.execute("EXPLAIN (GENERIC_PLAN, FORMAT JSON) " + statement)
+    return dict((await cursor.fetchone())[0][0])
+
+
+def _shape(plan):
+    # Scans, indexes, joins, sorts and limits. Left out: nodes that only evaluate
+    # expressions (a custom plan folds the values away) and caches in front of a scan
+    # (Memoize, Materialize: chosen by the estimated row count of k, a parameter here).
+    return [(n["Node Type"], n.get("Relation Name"), n.get("Index Name"), n.get("Join Type"))
+            for n in plan_nodes(plan["Plan"])
+            if n["Node Type"] not in ("Result", "ProjectSet", "Function Scan", "Memoize", "Materialize")]
 
 
 @pytest.mark.parametrize("plan", [ExactPlan(), AnnPlan(ef_search=100, max_scan_tuples=5000)])
