@@ -1,7 +1,7 @@
 """Run one query through one mode, exactly as production runs retrieval, and time it.
 
 Every mode uses the same path: the runtime role (row-level security on), a transaction
-bound to the principal, the compiled access predicate, the repository's statement.
+bound to the principal, the repository's statement with the access predicate.
 They differ only in the plan:
 - `hnsw`: plain HNSW post-filter (iterative scan off, pgvector's ef_search 40);
 - `iterative`: pgvector iterative scan with its defaults (relaxed order, ef_search 40,
@@ -10,8 +10,8 @@ They differ only in the plan:
 - `planner`: the gateway's Retriever (estimate, plan, fallbacks).
 Every mode binds the principal with its plan's index settings in one statement, as the
 Retriever does once it knows the principal's estimate. Two times per query: `total`,
-around the whole retrieval transaction from the client (begin, bind, predicate
-compilation, search, commit: what production pays), and `db`, the sum of the statements'
+around the whole retrieval transaction from the client (begin, bind, search, commit:
+what production pays), and `db`, the sum of the statements'
 round trips (sent to answer received) of the retrieval itself, the binding statement
 left out: the estimate (when not cached), the settings (when not bound) and the
 search(es) for the planner, the search for the baselines.
@@ -30,7 +30,7 @@ from sqlalchemy import TextClause, event
 from sqlalchemy.engine import ExecutionContext
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.db.access import BINDING_SQL, bind_principal, chunk_access_predicate
+from gateway.db.access import BINDING_SQL, bind_principal
 from gateway.metrics import Metrics
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
@@ -97,10 +97,9 @@ class Runner:
                         retrieval.candidates or 0)
             plan = BASELINES[mode]
             await bind_principal(session, principal, self.levels, now, search_settings(plan, k))
-            predicate = chunk_access_predicate(principal, now, self.levels)
             with self.clock.running():
-                found = await self.repository.search(session, vector, principal=principal,
-                                                     predicate=predicate, limit=k, plan=plan,
+                found = await self.repository.search(session, vector, principal=principal, now=now,
+                                                     levels=self.levels, limit=k, plan=plan,
                                                      settings_bound=True)
             return [c.chunk_id for c in found.chunks], plan.name, found.examined
 

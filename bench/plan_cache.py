@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bench.corpus import cells
 from bench.measure import Runner, percentiles
-from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.db.access import bind_principal
 from gateway.db.engine import prepared_statements
 from gateway.retrieval.plans import Plan
-from gateway.retrieval.repository import posting_keys, search_settings, search_statement
+from gateway.retrieval.repository import search_parameters, search_settings, search_statement
 from policies.principal import Principal
 
 CELLS = ("0.01%", "0.1%", "1%", "100%", "10%", "combined")
@@ -37,12 +39,14 @@ async def measure(runner: Runner, queries: np.ndarray, k: int) -> str:
     for name in CELLS:
         principal = principals[name]
         plan = await _planned(runner, principal, k)
+        statement = search_statement(plan, principal)
         seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
         async with runner.sessions() as session:
             for i, vector in enumerate(queries):
                 for variant in VARIANTS[::1 if i % 2 else -1]:
-                    seconds[variant].append(await _search(runner, session, principal, vector.tolist(),
-                                                          plan, k, generic=variant == "generic"))
+                    seconds[variant].append(await _search(
+                        runner, session, statement, principal, vector.tolist(), plan, k,
+                        generic=variant == "generic"))
         custom, generic = (percentiles(seconds[v][5:]) for v in VARIANTS)  # 5 warm-up queries
         lines.append(f"| {name} | {plan.name} | {custom[0]:.2f} | {custom[1]:.2f} | "
                      f"{generic[0]:.2f} | {generic[1]:.2f} |")
@@ -56,20 +60,20 @@ async def _planned(runner: Runner, principal: Principal, k: int) -> Plan:
     return runner.planner.choose(estimate, k, len(principal.principal_strings))
 
 
-async def _search(runner: Runner, session: AsyncSession, principal: Principal, vector: list[float],
-                  plan: Plan, k: int, *, generic: bool) -> float:
+async def _search(runner: Runner, session: AsyncSession, statement: Select[Any], principal: Principal,
+                  vector: list[float], plan: Plan, k: int, *, generic: bool) -> float:
     async with session.begin():
         now = datetime.now(UTC)
         settings = search_settings(plan, k)
         if not generic:
             del settings["plan_cache_mode"]
         await bind_principal(session, principal, runner.levels, now, settings)
-        statement = search_statement(vector, chunk_access_predicate(principal, now, runner.levels), k,
-                                     plan, posting_keys(principal))
+        parameters = search_parameters(vector, principal=principal, now=now, levels=runner.levels, limit=k,
+                                       plan=plan)
         started = time.perf_counter()
         if generic:
             async with prepared_statements(session):
-                (await session.execute(statement)).all()
+                (await session.execute(statement, parameters)).all()
         else:
-            (await session.execute(statement)).all()
+            (await session.execute(statement, parameters)).all()
         return time.perf_counter() - started

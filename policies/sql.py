@@ -14,7 +14,6 @@ This is the only module of the engine that imports SQLAlchemy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ from sqlalchemy import (
     SmallInteger,
     Text,
     and_,
+    bindparam,
     cast,
     false,
     literal,
@@ -57,63 +57,131 @@ def access_predicate(
     """
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    if not principal.tenant or not principal.subject:
+    if not _admits_any(principal):
         return false()
-    compiled = _Compiled(principal, now, levels)
-    named = select(policy_table.name).where(
-        policy_table.tenant == principal.tenant, compiled.rule(policy_table)
-    )
+    return _clause(_Bound(principal, now, levels), columns, policy_table)
+
+
+def parameterized_access_predicate(
+    principal: Principal, *, columns: Columns, policy_table: Columns
+) -> ColumnElement[bool]:
+    """`access_predicate` with its values left to the execution: named, required parameters.
+
+    One clause serves every principal of the same `access_shape` (building one costs
+    more than running a small search); `access_parameters` gives each execution its
+    values. A value not supplied fails the statement, never falls back to another's.
+    """
+    if not _admits_any(principal):
+        return false()
+    return _clause(_Named(len(principal.attributes)), columns, policy_table)
+
+
+def access_shape(principal: Principal) -> tuple[bool, int]:
+    """What `parameterized_access_predicate` depends on: whether anything is admitted, attribute count."""
+    return _admits_any(principal), len(principal.attributes)
+
+
+def access_parameters(principal: Principal, now: datetime, levels: ClassificationLevels) -> dict[str, Any]:
+    """The values of `parameterized_access_predicate` for `principal` at `now`, by parameter name."""
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    keys = sorted(principal.attributes)
+    values: dict[str, Any] = {
+        "access_tenant": principal.tenant,
+        "access_principals": list(principal.principal_strings),
+        "access_clearance": levels.clearance_rank(principal.clearance),
+        "access_now": now,
+        "access_attribute_keys": keys,
+    }
+    for i, key in enumerate(keys):
+        values[f"access_attribute_{i}"] = key
+        values[f"access_attribute_values_{i}"] = list(principal.attributes[key])
+    return values
+
+
+def _admits_any(principal: Principal) -> bool:
+    return bool(principal.tenant and principal.subject)
+
+
+class _Values:
+    """The principal's values as SQL: bound literals (`_Bound`) or named parameters (`_Named`)."""
+
+    tenant: ColumnElement[Any]
+    principals: ColumnElement[Any]
+    clearance: ColumnElement[Any]
+    now: ColumnElement[Any]
+    attribute_keys: ColumnElement[Any]
+    attributes: list[tuple[ColumnElement[Any], ColumnElement[Any]]]
+
+
+class _Bound(_Values):
+    """One principal's values, bound once and shared by every rule clause they appear in."""
+
+    def __init__(self, principal: Principal, now: datetime, levels: ClassificationLevels) -> None:
+        keys = sorted(principal.attributes)
+        self.tenant = literal(principal.tenant, Text)
+        self.principals = _text_array(literal(list(principal.principal_strings), ARRAY(Text)))
+        self.clearance = literal(levels.clearance_rank(principal.clearance), SmallInteger)
+        self.now = literal(now, DateTime(timezone=True))
+        self.attribute_keys = _text_array(literal(keys, ARRAY(Text)))
+        self.attributes = [
+            (literal(key, Text), _text_array(literal(list(principal.attributes[key]), ARRAY(Text))))
+            for key in keys]
+
+
+class _Named(_Values):
+    """Named parameters for the values (see `access_parameters`), for `attributes` attributes."""
+
+    def __init__(self, attributes: int) -> None:
+        self.tenant = _parameter("access_tenant", Text)
+        self.principals = _text_array(_parameter("access_principals", ARRAY(Text)))
+        self.clearance = _parameter("access_clearance", SmallInteger)
+        self.now = _parameter("access_now", DateTime(timezone=True))
+        self.attribute_keys = _text_array(_parameter("access_attribute_keys", ARRAY(Text)))
+        self.attributes = [(_parameter(f"access_attribute_{i}", Text),
+                            _text_array(_parameter(f"access_attribute_values_{i}", ARRAY(Text))))
+                           for i in range(attributes)]
+
+
+def _clause(values: _Values, columns: Columns, policy_table: Columns) -> ColumnElement[bool]:
+    named = select(policy_table.name).where(policy_table.tenant == values.tenant, _rule(values, policy_table))
     return and_(
-        columns.tenant == principal.tenant,
-        compiled.rule(columns),
+        columns.tenant == values.tenant,
+        _rule(values, columns),
         or_(columns.policy_name.is_(None), columns.policy_name.in_(named.scalar_subquery())),
     )
 
 
-class _Compiled:
-    """One principal's values, bound once and shared by every rule clause they appear in."""
-
-    def __init__(self, principal: Principal, now: datetime, levels: ClassificationLevels) -> None:
-        self.principals = _text_array(principal.principal_strings)
-        self.clearance = literal(levels.clearance_rank(principal.clearance), SmallInteger)
-        self.now = literal(now, DateTime(timezone=True))
-        self.attributes = _BoundAttributes(principal.attributes)
-
-    def rule(self, columns: Columns) -> ColumnElement[bool]:
-        """deny, allow, classification, conditions and validity for one rule's columns."""
-        return and_(
-            columns.allow.overlap(self.principals),
-            not_(columns.deny.overlap(self.principals)),
-            columns.classification <= self.clearance,
-            self.attributes.conditions_hold(columns.conditions),
-            or_(columns.valid_from.is_(None), columns.valid_from <= self.now),
-            or_(columns.valid_until.is_(None), columns.valid_until > self.now),
-        )
+def _rule(values: _Values, columns: Columns) -> ColumnElement[bool]:
+    """deny, allow, classification, conditions and validity for one rule's columns."""
+    return and_(
+        columns.allow.overlap(values.principals),
+        not_(columns.deny.overlap(values.principals)),
+        columns.classification <= values.clearance,
+        _conditions_hold(values, columns.conditions),
+        or_(columns.valid_from.is_(None), columns.valid_from <= values.now),
+        or_(columns.valid_until.is_(None), columns.valid_until > values.now),
+    )
 
 
-class _BoundAttributes:
-    """A principal's attributes as bound values, for checking attribute conditions.
+def _conditions_hold(values: _Values, conditions: Any) -> ColumnElement[bool]:
+    """Every condition `{attr: [allowed...]}` in the `conditions` column is met.
 
     Compiled without a per-row subquery: the row may only condition on attributes the
     principal has (`conditions - keys = '{}'`), and for each attribute the principal has,
     a condition on it (if any) must share a value with the principal's values. A
     principal lacking a conditioned attribute therefore fails, as in `decide`.
     """
-
-    def __init__(self, attributes: Mapping[str, Sequence[str]]) -> None:
-        keys = sorted(attributes)
-        self.keys = _text_array(keys)
-        self.values = [(literal(key, Text), _text_array(attributes[key])) for key in keys]
-        self.empty = cast(literal("{}"), JSONB)
-
-    def conditions_hold(self, conditions: Any) -> ColumnElement[bool]:
-        """Every condition `{attr: [allowed...]}` in the `conditions` column is met."""
-        checks = [or_(not_(conditions.has_key(key)), conditions[key].has_any(values))
-                  for key, values in self.values]
-        # Most rows carry no conditions: one cheap comparison spares them the jsonb work.
-        return or_(conditions == self.empty,
-                   and_(conditions.op("-")(self.keys) == self.empty, *checks))
+    empty = cast(literal("{}"), JSONB)
+    checks = [or_(not_(conditions.has_key(key)), conditions[key].has_any(allowed))
+              for key, allowed in values.attributes]
+    # Most rows carry no conditions: one cheap comparison spares them the jsonb work.
+    return or_(conditions == empty, and_(conditions.op("-")(values.attribute_keys) == empty, *checks))
 
 
-def _text_array(values: Sequence[str]) -> ColumnElement[Any]:
-    return cast(literal(list(values), ARRAY(Text)), ARRAY(Text))
+def _parameter(name: str, type_: Any) -> ColumnElement[Any]:
+    return bindparam(name, type_=type_, required=True)
+
+
+def _text_array(value: ColumnElement[Any]) -> ColumnElement[Any]:
+    return cast(value, ARRAY(Text))

@@ -1,6 +1,9 @@
 """The one retrieval statement: access predicate AND vector order, LIMIT k, inside SQL.
 
-The predicate is a required keyword argument: an unfiltered search cannot be written.
+The statement is built from the principal (`search_statement`): the access predicate is
+part of it, so an unfiltered search cannot be written. It is built once per plan and
+access shape, every value a named, required parameter, and reused: building one costs
+more Python time than a small search costs PostgreSQL.
 The same statement shape runs under one of two plans (see `gateway.retrieval.plans`):
 - `ExactPlan`: distances are computed only for the caller's access postings (each
   chunk's vector stored under each of its allow entries, migration 0005); the nearest
@@ -22,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -47,7 +51,9 @@ from gateway.db.policy_models import AccessPolicy
 from gateway.db.retrieval_models import ChunkPosting
 from gateway.domain import Principal, RetrievedChunk
 from gateway.metrics import Metrics
-from gateway.retrieval.plans import AnnPlan, Plan
+from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
+from policies.model import ClassificationLevels
+from policies.sql import access_parameters, access_shape, parameterized_access_predicate
 
 # `enable_sort = off` leaves the HNSW index the only way to produce the ORDER BY without a
 # penalised sort: under row-level security PostgreSQL estimates the access quals with
@@ -56,6 +62,11 @@ from gateway.retrieval.plans import AnnPlan, Plan
 # once under the settings of its first run and reused, so each plan must set all of them.
 _HNSW_SETTINGS = ("hnsw.iterative_scan", "hnsw.ef_search", "hnsw.max_scan_tuples", "enable_sort")
 _GENERIC_PLAN = {"plan_cache_mode": "force_generic_plan"}
+# The per-query values of the search statements (`search_parameters`).
+_QUERY_VECTOR = bindparam("query_vector", type_=Chunk.embedding.type, required=True)
+_POSTING_KEYS = bindparam("posting_keys", type_=ARRAY(Text), required=True)
+_K = bindparam("k", type_=Integer, required=True)
+_DEPTH = bindparam("depth", type_=Integer, required=True)
 KEY_SEPARATOR = "\x1f"  # chr(31), as in chunk_scan_keys
 _CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.text,
                   Chunk.char_start, Chunk.char_end, Chunk.heading_path, Chunk.content_sha256,
@@ -97,6 +108,8 @@ class ChunkRepository:
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        # Building a search statement costs milliseconds of Python: one per shape, reused.
+        self._statements: dict[tuple[Any, ...], Select[Any]] = {}
 
     async def search(
         self,
@@ -104,25 +117,36 @@ class ChunkRepository:
         vector: Sequence[float],
         *,
         principal: Principal,
-        predicate: ColumnElement[bool],
+        now: datetime,
+        levels: ClassificationLevels,
         limit: int,
         plan: Plan,
         settings_bound: bool = False,
     ) -> Found:
-        """Return up to `limit` permitted chunks nearest to `vector`, best first, under `plan`.
+        """Return up to `limit` chunks nearest to `vector` that `principal` may read at `now`, under `plan`.
 
         `settings_bound`: the transaction already carries `search_settings(plan, limit)`
         (sent with the principal's binding); otherwise they are set here first.
         """
         if not settings_bound:
             await self.apply_search_settings(session, plan, limit)
-        statement = search_statement(vector, predicate, limit, plan, posting_keys(principal))
+        statement = self._statement(plan, principal)
+        parameters = search_parameters(vector, principal=principal, now=now, levels=levels, limit=limit,
+                                       plan=plan)
         started = time.perf_counter()
         async with prepared_statements(session):
-            rows = (await session.execute(statement)).all()
+            rows = (await session.execute(statement, parameters)).all()
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
         chunks = [self._chunk(row, principal) for row in rows if row.id is not None]
         return Found(chunks, int(rows[0].examined))
+
+    def _statement(self, plan: Plan, principal: Principal) -> Select[Any]:
+        """The search statement for this plan and the principal's access shape, built once."""
+        shape = (plan.name, isinstance(plan, ExactPlan) and plan.depth is None, access_shape(principal))
+        statement = self._statements.get(shape)
+        if statement is None:
+            statement = self._statements[shape] = search_statement(plan, principal)
+        return statement
 
     @staticmethod
     async def apply_search_settings(session: AsyncSession, plan: Plan, limit: int) -> None:
@@ -152,31 +176,45 @@ def search_settings(plan: Plan, limit: int) -> dict[str, str]:
     return {**_GENERIC_PLAN, **dict(zip(_HNSW_SETTINGS, values, strict=True))}
 
 
-def search_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int, plan: Plan,
-                     keys: Sequence[str]) -> Select[Any]:
-    """The statement a search under `plan` runs (`keys`: the caller's `posting_keys`)."""
+def search_statement(plan: Plan, principal: Principal) -> Select[Any]:
+    """The statement a search under `plan` runs for every principal of `principal`'s access shape.
+
+    Every value is a named, required parameter (`search_parameters`): the statement is
+    built once per shape and reused, and a value left out fails the statement.
+    """
+    predicate = parameterized_access_predicate(principal, columns=Chunk, policy_table=AccessPolicy)
     if isinstance(plan, AnnPlan):
-        return ann_statement(vector, predicate, limit)
-    return exact_statement(vector, predicate, limit, keys, plan.depth)
+        return ann_statement(predicate)
+    return exact_statement(predicate, bounded=plan.depth is not None)
 
 
-def ann_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int) -> Select[Any]:
+def search_parameters(vector: Sequence[float], *, principal: Principal, now: datetime,
+                      levels: ClassificationLevels, limit: int, plan: Plan) -> dict[str, Any]:
+    """The values of `search_statement(plan, principal)` for this query."""
+    values = {**access_parameters(principal, now, levels), "query_vector": list(vector), "k": limit}
+    if isinstance(plan, ExactPlan):
+        values["posting_keys"] = posting_keys(principal)
+        if plan.depth is not None:
+            values["depth"] = plan.depth
+    return values
+
+
+def ann_statement(predicate: ColumnElement[bool]) -> Select[Any]:
     """Predicate AND `ORDER BY distance LIMIT k`, which the HNSW index can serve."""
-    distance = Chunk.embedding.cosine_distance(list(vector))
+    distance = Chunk.embedding.cosine_distance(_QUERY_VECTOR)
     return _searched(lambda started: (
         select(*_CHUNK_COLUMNS, distance.label("distance"))
         .where(predicate, started.is_not(None))
         .order_by(distance)
-        .limit(limit)
+        .limit(_K)
     ))
 
 
-def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], limit: int,
-                    keys: Sequence[str], depth: int | None = None) -> Select[Any]:
+def exact_statement(predicate: ColumnElement[bool], *, bounded: bool) -> Select[Any]:
     """Distances for the caller's postings only; the nearest that pass on `chunks`, k of them.
 
     `proposed`: the postings of the caller's keys (row-level security also limits them
-    to its keys and clearance) by distance, the `depth` nearest only when it is given:
+    to its keys and clearance) by distance, the `depth` nearest only when `bounded`:
     PostgreSQL then keeps a bounded heap instead of sorting every posting. `candidates`:
     each proposed chunk once (a chunk has a posting per allow entry). Each is then looked
     up in `chunks` by primary key under the predicate and the chunks policy, in that
@@ -184,19 +222,18 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
     the inner side of a nested loop, so the LIMIT stops the loop and the vectors of
     `chunks` are never read. A posting only proposes a chunk; `chunks` decides.
     """
-    distance = ChunkPosting.embedding.cosine_distance(list(vector))
+    distance = ChunkPosting.embedding.cosine_distance(_QUERY_VECTOR)
 
     def hits(started: ColumnElement[Any]) -> Select[Any]:
         scored = (
             select(ChunkPosting.chunk_id, distance.label("distance"))
-            .where(ChunkPosting.key == any_(bindparam("posting_keys", list(keys), type_=ARRAY(Text))),
-                   started.is_not(None))
+            .where(ChunkPosting.key == any_(_POSTING_KEYS), started.is_not(None))
             .order_by(distance, ChunkPosting.chunk_id)
         )
-        if depth is None:
+        if not bounded:
             candidates = scored.distinct().subquery("candidates")
         else:
-            proposed = scored.limit(depth).subquery("proposed")
+            proposed = scored.limit(_DEPTH).subquery("proposed")
             candidates = (
                 select(proposed.c.chunk_id, proposed.c.distance)
                 .distinct()
@@ -213,7 +250,7 @@ def exact_statement(vector: Sequence[float], predicate: ColumnElement[bool], lim
             select(permitted, candidates.c.distance)
             .select_from(candidates.join(permitted, true()))
             .order_by(candidates.c.distance, candidates.c.chunk_id)
-            .limit(limit)
+            .limit(_K)
         )
 
     return _searched(hits)

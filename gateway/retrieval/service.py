@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.db.access import bind_principal
 from gateway.domain import Principal, Retrieval
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import ExactPlan
@@ -56,16 +56,15 @@ class Retriever:
             estimate = await self._planner.estimate(session, principal)
             plan = self._planner.choose(estimate, k, keys)
             settings_bound = False
-        predicate = chunk_access_predicate(principal, now, levels)
         found = await self._repository.search(
-            session, vector, principal=principal, predicate=predicate, limit=k, plan=plan,
+            session, vector, principal=principal, now=now, levels=levels, limit=k, plan=plan,
             settings_bound=settings_bound,
         )
         steps, examined = plan.name, found.examined
         if len(found.chunks) < k and plan != ExactPlan():
             settings_bound = search_settings(ExactPlan(), k) == search_settings(plan, k)
             found = await self._repository.search(
-                session, vector, principal=principal, predicate=predicate, limit=k, plan=ExactPlan(),
+                session, vector, principal=principal, now=now, levels=levels, limit=k, plan=ExactPlan(),
                 settings_bound=settings_bound,
             )
             steps, examined = f"{plan.name}+exact", examined + found.examined

@@ -15,15 +15,14 @@ from sqlalchemy import event, func, select, text
 from bench.corpus import Geometry
 from bench.measure import StatementClock, is_binding
 from bench.truth import nearest, read_vectors
-from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.db.access import bind_principal
 from gateway.retrieval.explain import explain, plan_nodes
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
 from gateway.retrieval.repository import (
     ROWS_READ,
-    ann_statement,
-    exact_statement,
     posting_keys,
+    search_parameters,
     search_settings,
     search_statement,
 )
@@ -101,9 +100,9 @@ async def test_exact_plan_returns_the_k_nearest_permitted_chunks_for_every_princ
     search = Search(corpus.runtime)
     try:
         for vector, want in zip(queries[:3], truth, strict=True):
-            async with search.bound(principal, NOW) as (session, predicate):
+            async with search.bound(principal, NOW) as session:
                 found = await search.repository.search(session, vector.tolist(), principal=principal,
-                                                       predicate=predicate, limit=10, plan=ExactPlan())
+                                                       now=NOW, levels=LEVELS, limit=10, plan=ExactPlan())
             assert {c.chunk_id for c in found.chunks} == set(want.tolist())
             scores = [c.score for c in found.chunks]
             assert scores == sorted(scores, reverse=True)
@@ -152,9 +151,8 @@ async def test_bounded_exact_search_scores_every_posting_but_sorts_only_the_near
     search = Search(corpus.runtime)
     principal = PRINCIPALS["one group"]
     try:
-        async with search.bound(principal, NOW) as (session, predicate):
-            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10,
-                                                          posting_keys(principal), depth=40))
+        async with search.bound(principal, NOW) as session:
+            plan = await explain(session, bound_statement(ExactPlan(depth=40), principal, queries[0]))
     finally:
         await search.close()
     (postings,) = _chunk_scans(plan, "chunk_postings")
@@ -226,6 +224,12 @@ async def test_short_hnsw_result_falls_back_to_exact_and_stays_complete(corpus, 
     assert retrieval.complete is False
 
 
+def bound_statement(plan, principal, query, k=10):
+    """The search statement with this query's values filled in (for EXPLAIN)."""
+    return search_statement(plan, principal).params(search_parameters(
+        query.tolist(), principal=principal, now=NOW, levels=LEVELS, limit=k, plan=plan))
+
+
 def _chunk_scans(plan, table="chunks"):
     return [n for n in plan_nodes(plan["Plan"]) if n.get("Relation Name") == table]
 
@@ -234,9 +238,8 @@ async def test_exact_plan_computes_distances_only_for_the_callers_postings(corpu
     search = Search(corpus.runtime)
     principal = PRINCIPALS["small group"]
     try:
-        async with search.bound(principal, NOW) as (session, predicate):
-            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10,
-                                                          posting_keys(principal)))
+        async with search.bound(principal, NOW) as session:
+            plan = await explain(session, bound_statement(ExactPlan(), principal, queries[0]))
     finally:
         await search.close()
     # distances: one per posting of the caller's keys (its permitted rows, a few more at
@@ -255,9 +258,9 @@ async def test_hnsw_plan_uses_the_vector_index_under_row_level_security(corpus, 
     search = Search(corpus.runtime)
     principal = PRINCIPALS["whole tenant"]
     try:
-        async with search.bound(principal, NOW) as (session, predicate):
+        async with search.bound(principal, NOW) as session:
             await search.repository.apply_search_settings(session, AnnPlan(100, 5000), 10)
-            plan = await explain(session, ann_statement(queries[0].tolist(), predicate, 10))
+            plan = await explain(session, bound_statement(AnnPlan(100, 5000), principal, queries[0]))
     finally:
         await search.close()
     (scan,) = _chunk_scans(plan)
@@ -291,7 +294,7 @@ async def test_repeated_searches_reuse_one_generic_plan_shaped_like_the_custom_p
                     await bind_principal(session, principal, LEVELS, NOW, settings)
                     found = await search.repository.search(
                         session, queries[i % len(queries)].tolist(), principal=principal,
-                        predicate=chunk_access_predicate(principal, NOW, LEVELS), limit=10,
+                        now=NOW, levels=LEVELS, limit=10,
                         plan=plan, settings_bound=True)
                 ids = {c.chunk_id for c in found.chunks}
                 if isinstance(plan, ExactPlan):
@@ -305,9 +308,7 @@ async def test_repeated_searches_reuse_one_generic_plan_shaped_like_the_custom_p
             async with session.begin():
                 custom_settings = {k: v for k, v in settings.items() if k != "plan_cache_mode"}
                 await bind_principal(session, principal, LEVELS, NOW, custom_settings)
-                custom = await explain(session, search_statement(
-                    queries[0].tolist(), chunk_access_predicate(principal, NOW, LEVELS), 10, plan,
-                    posting_keys(principal)), analyze=False)
+                custom = await explain(session, bound_statement(plan, principal, queries[0]), analyze=False)
     finally:
         await search.close()
     assert [(row.generic_plans, row.custom_plans) for row in prepared] == [(8, 0)]
@@ -331,7 +332,7 @@ async def test_a_generic_plan_reused_across_principals_serves_each_only_its_own_
                     await bind_principal(session, principal, LEVELS, NOW, search_settings(plan, 10))
                     found = await search.repository.search(
                         session, queries[0].tolist(), principal=principal,
-                        predicate=chunk_access_predicate(principal, NOW, LEVELS), limit=10,
+                        now=NOW, levels=LEVELS, limit=10,
                         plan=plan, settings_bound=True)
                 ids = {c.chunk_id for c in found.chunks}
                 assert ids <= reference[name], name
@@ -367,10 +368,10 @@ async def test_rows_examined_are_counted_from_before_the_scan_to_after_it(corpus
     search = Search(corpus.runtime)
     principal = PRINCIPALS["one group"]
     try:
-        async with search.bound(principal, NOW) as (session, predicate):
+        async with search.bound(principal, NOW) as session:
             before = (await session.execute(select(ROWS_READ))).scalar_one()
             found = await search.repository.search(session, queries[2].tolist(), principal=principal,
-                                                   predicate=predicate, limit=10, plan=plan)
+                                                   now=NOW, levels=LEVELS, limit=10, plan=plan)
             after = (await session.execute(select(ROWS_READ))).scalar_one()
     finally:
         await search.close()
@@ -386,12 +387,12 @@ async def test_rows_examined_include_what_parallel_workers_would_have_read(corpu
     search = Search(corpus.runtime)
     principal = PRINCIPALS["whole tenant"]
     try:
-        async with search.bound(principal, NOW) as (session, predicate):
+        async with search.bound(principal, NOW) as session:
             await session.execute(select(*(func.set_config(name, "0", True) for name in (
                 "parallel_setup_cost", "parallel_tuple_cost", "min_parallel_table_scan_size",
                 "min_parallel_index_scan_size", "parallel_leader_participation"))))
             found = await search.repository.search(session, queries[0].tolist(), principal=principal,
-                                                   predicate=predicate, limit=10, plan=ExactPlan())
+                                                   now=NOW, levels=LEVELS, limit=10, plan=ExactPlan())
     finally:
         await search.close()
     with psycopg.connect(corpus.superuser) as conn:
@@ -404,9 +405,9 @@ async def test_a_search_with_nothing_permitted_returns_no_chunks_and_counts_what
     search = Search(corpus.runtime)
     principal = PRINCIPALS["nobody's group"]
     try:
-        async with search.bound(principal, NOW) as (session, predicate):
+        async with search.bound(principal, NOW) as session:
             found = await search.repository.search(session, queries[0].tolist(), principal=principal,
-                                                   predicate=predicate, limit=10, plan=ExactPlan())
+                                                   now=NOW, levels=LEVELS, limit=10, plan=ExactPlan())
     finally:
         await search.close()
     assert found.chunks == []
@@ -419,9 +420,8 @@ async def test_exact_scan_of_a_small_tenant_reads_none_of_the_other_tenants_rows
     search = Search(corpus.runtime)
     principal = PRINCIPALS["other tenant"]
     try:
-        async with search.bound(principal, NOW) as (session, predicate):
-            plan = await explain(session, exact_statement(queries[0].tolist(), predicate, 10,
-                                                          posting_keys(principal)))
+        async with search.bound(principal, NOW) as session:
+            plan = await explain(session, bound_statement(ExactPlan(), principal, queries[0]))
     finally:
         await search.close()
     (postings,) = _chunk_scans(plan, "chunk_postings")

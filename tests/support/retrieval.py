@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 
 from bench.corpus_load import load
-from gateway.db.access import bind_principal, chunk_access_predicate
+from gateway.db.access import bind_principal
 from gateway.db.embedded import DatabaseUrls, EmbeddedDatabase
 from gateway.db.engine import create_engine, session_factory
 from gateway.domain import Retrieval
@@ -69,10 +69,10 @@ class Search:
 
     @asynccontextmanager
     async def bound(self, principal: Principal, now: datetime) -> Any:
-        """A transaction bound to `principal`, yielding (session, predicate)."""
+        """A session in a transaction bound to `principal`."""
         async with self.sessions() as session, session.begin():
             await bind_principal(session, principal, LEVELS, now)
-            yield session, chunk_access_predicate(principal, now, LEVELS)
+            yield session
 
     async def retrieve(self, principal: Principal, vector: Sequence[float], k: int,
                        now: datetime) -> Retrieval:

@@ -9,7 +9,12 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from policies.model import ClassificationLevels
 from policies.principal import Principal
-from policies.sql import access_predicate
+from policies.sql import (
+    access_parameters,
+    access_predicate,
+    access_shape,
+    parameterized_access_predicate,
+)
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 metadata = MetaData()
@@ -71,3 +76,43 @@ def test_naive_time_is_refused():
     with pytest.raises(ValueError, match="timezone"):
         access_predicate(Principal(subject="a", tenant="t"), datetime(2026, 1, 1), columns=chunks.c,
                          policy_table=policies.c, levels=ClassificationLevels())
+
+
+SHAPES = [
+    Principal(subject="alice", tenant="acme"),
+    Principal(subject="bob", tenant="acme", groups=("eng", "ops"), roles=("admin",), clearance="secret",
+              attributes={"region": ("EU", "US"), "dept": ()}),
+    Principal(subject="carol", tenant="globex", groups=("staff",), attributes={"region": ("EU",)}),
+    Principal(subject="", tenant="acme"),
+]
+
+
+def _inlined(statement):
+    return str(statement.compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+
+
+@pytest.mark.parametrize("principal", SHAPES, ids=lambda p: p.subject or "no subject")
+def test_the_parameterized_clause_with_its_parameters_is_the_bound_clause(principal):
+    levels = ClassificationLevels()
+    bound = access_predicate(principal, NOW, columns=chunks.c, policy_table=policies.c, levels=levels)
+    named = parameterized_access_predicate(principal, columns=chunks.c, policy_table=policies.c)
+    filled = select(chunks.c.id).where(named).params(access_parameters(principal, NOW, levels))
+    assert _inlined(filled) == _inlined(select(chunks.c.id).where(bound))
+
+
+def test_one_parameterized_clause_serves_every_principal_of_its_shape():
+    levels = ClassificationLevels()
+    carol, dave = SHAPES[2], Principal(subject="dave", tenant="initech", attributes={"site": ("X",)})
+    assert access_shape(carol) == access_shape(dave)
+    named = parameterized_access_predicate(carol, columns=chunks.c, policy_table=policies.c)
+    for principal in (carol, dave):
+        bound = access_predicate(principal, NOW, columns=chunks.c, policy_table=policies.c, levels=levels)
+        filled = select(chunks.c.id).where(named).params(access_parameters(principal, NOW, levels))
+        assert _inlined(filled) == _inlined(select(chunks.c.id).where(bound))
+
+
+def test_a_parameterized_clause_without_its_values_cannot_run():
+    named = parameterized_access_predicate(SHAPES[1], columns=chunks.c, policy_table=policies.c)
+    compiled = select(chunks.c.id).where(named).compile(dialect=postgresql.dialect())
+    with pytest.raises(Exception, match="access_"):
+        compiled.construct_params()
