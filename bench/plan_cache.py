@@ -31,8 +31,8 @@ VARIANTS = ("custom", "generic")
 
 async def measure(runner: Runner, queries: np.ndarray, k: int) -> str:
     """A Markdown table: per cell, p50/p95 of the search statement under each variant."""
-    lines = ["Generic against custom plans: the search statement's round trip (ms), the planner's plan, "
-             "the two variants interleaved per query on one connection.", "",
+    lines = ["Generic against custom plans: the search statement's execution as the client sees it (ms), "
+             "the planner's plan, the two variants interleaved per query on one connection.", "",
              "| cell | plan | custom p50 | custom p95 | generic p50 | generic p95 |",
              "|---|---|---|---|---|---|"]
     principals = {c.name: c.principal for c in cells()}
