@@ -23,7 +23,7 @@ import numpy as np
 from bench import calibrate, plan_cache, sidechannel
 from bench.corpus import Cell, Geometry, cells
 from bench.corpus_load import load, loaded, manifest
-from bench.database import BenchDatabase, open_database
+from bench.database import BenchDatabase, open_database, server_memory
 from bench.measure import MODES, Runner, complete_share, percentiles, recall
 from bench.report import Row, markdown_table, plan_mix, text_table, write_block
 from bench.truth import Vectors, nearest, permitted_ids, read_vectors
@@ -89,6 +89,8 @@ async def measure_cell(runner: Runner, cell: Cell, vectors: Vectors, queries: np
 async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
     """Run every cell and mode; return the Markdown report."""
     started = time.perf_counter()
+    assert db.urls.superuser is not None
+    memory = server_memory(db.urls.superuser)
     vectors = read_vectors(db.urls.superuser)
     queries = Geometry(args.seed).queries(args.queries, args.seed + 1000)
     retrieval: RetrievalSettings = load_settings().retrieval
@@ -116,7 +118,7 @@ async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
         f"{args.chunks:,} chunks, {args.queries} queries, k={args.k}, "
         f"GATEWAY_EXACT_SCAN_THRESHOLD={retrieval.exact_threshold}, "
         f"ef_search={retrieval.ef_search}, max_scan_tuples<={retrieval.max_scan_tuples}, "
-        f"GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS={retrieval.estimate_ttl_s:g} "
+        f"GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS={retrieval.estimate_ttl_s:g}, {memory} "
         f"(measured in {minutes:.0f} min)",
         markdown_table(rows), channel, planning, crossover) if part)
 

@@ -23,6 +23,7 @@ RECOMMENDED_EF_CONSTRUCTION = 128
 STALE_SHARE = 0.1  # ANALYZE is due once this share of rows changed since the last one
 PARTIAL_INDEX_SHARE = 0.2  # below this share of the index a large tenant's graph is mostly others'
 TOP_PRINCIPALS = 10
+HUGE_PAGES_FROM = 2 * 2**30  # shared_buffers from which ordinary 4 kB pages cost searches time
 
 _INDEX_FACTS = text("""
 SELECT c.reltuples::bigint AS rows,
@@ -35,7 +36,9 @@ SELECT c.reltuples::bigint AS rows,
        s.n_mod_since_analyze AS changed_rows,
        greatest(s.last_analyze, s.last_autoanalyze) AS analyzed_at,
        pg_size_bytes(current_setting('shared_buffers')) AS shared_buffers,
-       pg_size_bytes(current_setting('maintenance_work_mem')) AS maintenance_work_mem
+       pg_size_bytes(current_setting('maintenance_work_mem')) AS maintenance_work_mem,
+       current_setting('huge_pages_status') AS huge_pages,
+       current_setting('shared_memory_size_in_huge_pages')::int AS huge_pages_needed
 FROM pg_class AS c JOIN pg_stat_user_tables AS s ON s.relid = c.oid
 WHERE c.oid = 'chunks'::regclass
 """)
@@ -61,6 +64,8 @@ class IndexFacts:
     analyzed: bool
     shared_buffers: int
     maintenance_work_mem: int
+    huge_pages: str  # huge_pages_status: on, off (or unknown before the server started)
+    huge_pages_needed: int  # pages of the system's huge page size that shared memory needs
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,8 @@ async def index_facts(session: AsyncSession) -> IndexFacts:
     return IndexFacts(int(row.rows), int(row.table_bytes), int(row.hnsw_bytes), int(row.postings_bytes),
                       options,
                       int(row.live_rows), int(row.changed_rows), row.analyzed_at is not None,
-                      int(row.shared_buffers), int(row.maintenance_work_mem))
+                      int(row.shared_buffers), int(row.maintenance_work_mem),
+                      str(row.huge_pages), int(row.huge_pages_needed))
 
 
 async def tenant_report(session: AsyncSession, tenant: str, facts: IndexFacts,
@@ -126,6 +132,12 @@ def recommendations(facts: IndexFacts, tenants: list[TenantReport],
                       f"its HNSW index and its access postings ({_size(working_set)}): "
                       "searches will read from the OS cache "
                       "or disk; raise it if the host has the memory")
+    if facts.huge_pages != "on" and facts.shared_buffers >= HUGE_PAGES_FROM and facts.huge_pages_needed > 0:
+        advice.append(f"shared memory ({_size(facts.shared_buffers)} of shared_buffers) is on ordinary "
+                      "pages: reserve huge pages for it (as root: sysctl "
+                      f"vm.nr_hugepages={facts.huge_pages_needed}, kept in /etc/sysctl.d) and restart "
+                      "PostgreSQL with huge_pages = try; HNSW searches spend much of their time on "
+                      "page-table misses without them (docs/benchmarks.md, \"Huge pages\")")
     if facts.maintenance_work_mem < facts.hnsw_bytes:
         advice.append(f"maintenance_work_mem ({_size(facts.maintenance_work_mem)}) is smaller than "
                       f"the HNSW index ({_size(facts.hnsw_bytes)}): a rebuild would not fit in memory "
