@@ -75,14 +75,32 @@ class Runner:
         """Run every query once, in order, one transaction each."""
         outcome = Outcome()
         for vector in queries:
-            started = time.perf_counter()
-            ids, plan, examined = await self.query(mode, principal, vector.tolist(), k)
-            outcome.seconds.append(time.perf_counter() - started)
-            outcome.db_seconds.append(self.clock.total)
-            outcome.ids.append(np.asarray(ids, dtype=np.int64))
-            outcome.plans.append(plan)
-            outcome.examined.append(examined)
+            await self._measure(outcome, mode, principal, vector, k)
         return outcome
+
+    async def run_interleaved(self, modes: Sequence[str], principal: Principal, queries: np.ndarray,
+                              k: int) -> dict[str, Outcome]:
+        """Every query through each of `modes`, interleaved query by query.
+
+        The order of the modes rotates from one query to the next, so a slow spell of the
+        machine, or pages one mode brings in for a query, fall on every mode alike.
+        """
+        outcomes = {mode: Outcome() for mode in modes}
+        for i, vector in enumerate(queries):
+            turn = i % len(modes)
+            for mode in [*modes[turn:], *modes[:turn]]:
+                await self._measure(outcomes[mode], mode, principal, vector, k)
+        return outcomes
+
+    async def _measure(self, outcome: Outcome, mode: str, principal: Principal, vector: np.ndarray,
+                       k: int) -> None:
+        started = time.perf_counter()
+        ids, plan, examined = await self.query(mode, principal, vector.tolist(), k)
+        outcome.seconds.append(time.perf_counter() - started)
+        outcome.db_seconds.append(self.clock.total)
+        outcome.ids.append(np.asarray(ids, dtype=np.int64))
+        outcome.plans.append(plan)
+        outcome.examined.append(examined)
 
     async def query(self, mode: str, principal: Principal, vector: Sequence[float],
                     k: int) -> tuple[list[int], str, int]:
