@@ -22,23 +22,23 @@ def estimate(permitted, *, scanned=None, rows=MILLION):
 
 
 def test_threshold_is_the_exact_limit_where_hnsw_needs_its_largest_candidate_list():
-    # at 1M rows and k=10 every set below 40,000 rows gets ef_search 1000
+    # at 1M rows and k=10 every set below 30,000 rows gets ef_search 1000
     assert planner().exact_limit(MILLION, 10) == 10_000
 
 
 def test_exact_is_cheaper_while_its_postings_cost_less_than_the_hnsw_search():
     p = planner()
-    # 10% of 100k: ef_search 400, about 4,000 postings cost as much
-    assert p.hnsw_work(10_000, 100_000, 10) == 400
-    assert p.exact_is_cheaper(4_000, 4_000, 100_000, 10)
-    assert not p.exact_is_cheaper(4_001, 10_000, 100_000, 10)
+    # 10% of 100k: ef_search 300, about 3,000 postings cost as much
+    assert p.hnsw_work(10_000, 100_000, 10) == 300
+    assert p.exact_is_cheaper(3_000, 3_000, 100_000, 10)
+    assert not p.exact_is_cheaper(3_001, 10_000, 100_000, 10)
     # a sparse set: the k-th permitted row lies deeper than any candidate list
     assert p.hnsw_work(500, MILLION, 10) == 20_000
 
 
 def test_the_limit_shrinks_with_the_index_as_hnsw_gets_cheaper_for_the_same_set():
     p = planner()
-    assert 6_320 <= p.exact_limit(100_000, 10) <= 6_330  # sqrt(10,000 x 4 x k x rows / 1000)
+    assert 5_470 <= p.exact_limit(100_000, 10) <= 5_500  # sqrt(10,000 x 3 x k x rows / 1000)
     assert p.exact_limit(100_000, 10) < p.exact_limit(MILLION, 10) < p.exact_limit(MILLION, 50)
 
 
@@ -111,9 +111,9 @@ def test_hnsw_budget_grows_as_selectivity_falls_and_stays_bounded():
 def test_ef_search_reaches_several_times_as_deep_as_the_filtered_answer_lies():
     p = planner(ef_search=40)
     assert p.ann(MILLION, MILLION, 10).ef_search == 40  # unfiltered: the configured floor
-    assert p.ann(100_000, MILLION, 10).ef_search == 400  # 10%: the 10th hit lies ~100 deep
+    assert p.ann(100_000, MILLION, 10).ef_search == 300  # 10%: the 10th hit lies ~100 deep
     assert p.ann(10_000, MILLION, 10).ef_search == 1000  # capped at pgvector's maximum
-    assert p.ann(MILLION, MILLION, 50).ef_search == 200  # four times k even unfiltered
+    assert p.ann(MILLION, MILLION, 50).ef_search == 150  # three times k even unfiltered
 
 
 def test_plans_reject_unknown_iterative_modes():
