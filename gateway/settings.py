@@ -198,7 +198,8 @@ class RetrievalSettings:
     # docs/benchmarks.md, gateway.retrieval.planner).
     exact_threshold: int = env("GATEWAY_EXACT_SCAN_THRESHOLD", 13000, _positive_int)
     # The smallest HNSW candidate list (broad principals): 64 gives recall@10 0.96 on the
-    # 1M-chunk benchmark corpus at 1.3x the time of pgvector's 40 (0.93), docs/decisions.md.
+    # 1M-chunk benchmark corpus at about 1.4x the median time of pgvector's 40 (0.93),
+    # docs/decisions.md.
     ef_search: int = env("GATEWAY_HNSW_EF_SEARCH", 64, _positive_int)
     max_scan_tuples: int = env("GATEWAY_HNSW_MAX_SCAN_TUPLES", 50000, _positive_int)
     # How long a principal's permitted-set estimate is reused (0: look it up on every query).
