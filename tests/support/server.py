@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import socket
 import threading
 import time
@@ -20,19 +19,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(server: uvicorn.Server) -> None:
-    """Run the server, then collect garbage while this thread still runs.
-
-    The app's event loop leaves objects in reference cycles (connections, SQLAlchemy's
-    greenlets, which belong to the thread that made them); collected later, they would be
-    torn down by whichever thread next triggers the collector, after this one has ended.
-    """
-    try:
-        server.run()
-    finally:
-        gc.collect()
-
-
 @contextmanager
 def serve_in_thread(app: Any, *, port: int | None = None, **options: Any) -> Iterator[str]:
     """Yield the base URL of `app` served by uvicorn (extra `options` for its Config) until the block exits."""
@@ -40,7 +26,7 @@ def serve_in_thread(app: Any, *, port: int | None = None, **options: Any) -> Ite
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
                             lifespan="on", timeout_graceful_shutdown=5, **options)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=_serve, args=(server,), daemon=True)
+    thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
