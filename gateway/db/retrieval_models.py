@@ -4,15 +4,30 @@
   permitted set cheaply, as signed deltas folded periodically.
 - `chunk_postings` (migration 0005): each chunk's vector under each of its allow
   entries, the candidates an exact search scores.
-The application never writes either table itself.
+- `principal_indexes` (migration 0006): which principal strings have an HNSW index of
+  their own over their postings (written by `gateway index create-principal`).
+The application never writes the first two itself.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Identity, Index, SmallInteger, Text, false, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Identity,
+    Index,
+    SmallInteger,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.db.base import Base
@@ -53,3 +68,15 @@ class ChunkPosting(Base):
     tenant: Mapped[str] = mapped_column(Text, nullable=False)
     classification: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIMENSION), nullable=False)
+
+
+class PrincipalIndex(Base):
+    """A partial HNSW index on the postings of one principal string of `tenant` (migration 0006)."""
+
+    __tablename__ = "principal_indexes"
+
+    tenant: Mapped[str] = mapped_column(Text, primary_key=True)
+    principal: Mapped[str] = mapped_column(Text, primary_key=True)
+    index_name: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                                 server_default=func.now())

@@ -20,6 +20,12 @@ overrides cost where HNSW cannot be accurate: below `recall_floor` permitted row
 answer lies deeper than pgvector's candidate list reaches) exact is used while it stays
 affordable.
 
+Principal indexes (`gateway.retrieval.principal_indexes`) add a third plan: when some of
+the caller's strings have an HNSW graph of their own, a `KeyedPlan` searches those
+graphs (almost unfiltered: they hold only rows those strings are allowed) and scores
+the caller's other postings exactly; it replaces the filtered HNSW search over `chunks`
+when its cost is lower. It never replaces exact search: exact answers are exactly right.
+
 The plan is only a cost decision: completeness never depends on the estimate (a short
 HNSW result is redone exactly, see `gateway.retrieval.service`). That is why an estimate
 can be reused for a few seconds (`GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS`): it is a
@@ -34,25 +40,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Float,
-    and_,
-    case,
-    cast,
-    column,
-    func,
-    literal,
-    select,
-    table,
-)
-from sqlalchemy.dialects.postgresql import REGCLASS
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.retrieval_models import ChunkAccessCount
 from gateway.domain import Principal
-from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
+from gateway.retrieval.plans import AnnPlan, ExactPlan, KeyedPlan, Plan
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
 
@@ -69,13 +61,25 @@ SCAN_MARGIN = 4
 MIN_SCAN_TUPLES = 1_000
 # Principals whose estimates are kept at once (least recently used out).
 CACHED_ESTIMATES = 10_000
-_PG_CLASS = table("pg_class", column("oid"), column("reltuples"))
-# PostgreSQL's own row count of `chunks` (what the HNSW index holds), kept by (auto)analyze.
-_INDEX_ROWS = (
-    select(func.greatest(_PG_CLASS.c.reltuples, 0))
-    .where(_PG_CLASS.c.oid == cast(literal("chunks"), REGCLASS))
-    .scalar_subquery()
-)
+# Per principal string of the caller: its allow postings (any level: what exact search
+# scores), those within clearance, its deny hits within clearance, whether it has a valid
+# principal index; and PostgreSQL's row count of `chunks` (what the HNSW index holds).
+# One row per string, whatever the counts hold (row-level security shows only the caller's).
+_ESTIMATE = text("""
+SELECT s.principal,
+       coalesce(sum(c.chunks) FILTER (WHERE c.effect = 'allow'), 0)::bigint AS scanned,
+       coalesce(sum(c.chunks) FILTER (WHERE c.effect = 'allow' AND c.classification <= :rank), 0)::bigint
+           AS allowed,
+       coalesce(sum(c.chunks) FILTER (WHERE c.effect = 'deny' AND c.classification <= :rank), 0)::bigint
+           AS denied,
+       EXISTS (SELECT FROM principal_indexes AS p
+               JOIN pg_index AS i ON i.indexrelid = to_regclass(p.index_name)
+               WHERE p.tenant = :tenant AND p.principal = s.principal AND i.indisvalid) AS indexed,
+       (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'chunks'::regclass)::bigint AS index_rows
+FROM unnest(CAST(:principals AS text[])) AS s(principal)
+LEFT JOIN chunk_access_counts AS c ON c.tenant = :tenant AND c.principal = s.principal
+GROUP BY s.principal
+""")
 
 
 @dataclass(frozen=True)
@@ -86,16 +90,13 @@ class Estimate:
     allowed: int
     denied: int
     index_rows: int
+    indexed: tuple[str, ...] = ()  # the caller's strings that have a valid principal index
+    indexed_scanned: int = 0  # allow postings under those strings, at any level
 
     @property
     def permitted(self) -> int:
         """The estimated permitted set: allowed minus denied, at least zero."""
         return max(self.allowed - self.denied, 0)
-
-
-def _sum(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    counted = case((condition, ChunkAccessCount.chunks), else_=0)
-    return cast(func.coalesce(func.sum(counted), 0), BigInteger)
 
 
 EstimateKey = tuple[str, frozenset[str], int]
@@ -160,18 +161,15 @@ class RetrievalPlanner:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        rank = key[2]
-        counts = ChunkAccessCount
-        within = counts.classification <= rank
-        allow = counts.effect == "allow"
-        row = (await session.execute(
-            select(_sum(allow), _sum(and_(allow, within)), _sum(and_(counts.effect == "deny", within)),
-                   cast(_INDEX_ROWS, Float))
-            .where(counts.tenant == principal.tenant,
-                   counts.principal.in_(list(principal.principal_strings)))
-        )).one()
-        scanned, allowed, denied = int(row[0]), int(row[1]), int(row[2])
-        estimate = Estimate(scanned, allowed, denied, max(int(row[3] or 0), scanned, 1))
+        rows = (await session.execute(_ESTIMATE, {
+            "tenant": principal.tenant, "principals": list(principal.principal_strings), "rank": key[2],
+        })).all()
+        scanned = sum(int(r.scanned) for r in rows)
+        indexed = tuple(r.principal for r in rows if r.indexed)
+        estimate = Estimate(
+            scanned, sum(int(r.allowed) for r in rows), sum(int(r.denied) for r in rows),
+            max(int(rows[0].index_rows or 0), scanned, 1), indexed,
+            sum(int(r.scanned) for r in rows if r.indexed))
         self._cache.put(key, estimate)
         return estimate
 
@@ -216,7 +214,12 @@ class RetrievalPlanner:
         floor = self.recall_floor(estimate.index_rows, k)
         if estimate.permitted < floor and estimate.scanned <= EXACT_SCAN_CAP * floor:
             return self.exact(estimate, k, keys)
-        return self.ann(estimate.permitted, estimate.index_rows, k)
+        ann = self.ann(estimate.permitted, estimate.index_rows, k)
+        keyed = self.keyed(estimate, k, keys)
+        if keyed is not None and self.keyed_work(keyed, estimate) < self.hnsw_work(
+                estimate.permitted, estimate.index_rows, k):
+            return keyed
+        return ann
 
     @staticmethod
     def exact(estimate: Estimate, k: int, keys: int) -> ExactPlan:
@@ -245,3 +248,29 @@ class RetrievalPlanner:
         max_scan = min(max(SCAN_MARGIN * wanted + ef_search, MIN_SCAN_TUPLES),
                        self._settings.max_scan_tuples)
         return AnnPlan(ef_search=ef_search, max_scan_tuples=max_scan)
+
+    def keyed(self, estimate: Estimate, k: int, keys: int) -> KeyedPlan | None:
+        """HNSW over the caller's principal indexes, exact over its other postings; None without any.
+
+        A principal index holds every posting of its string, at every level; what the
+        caller may read of them (`share`: permitted / scanned, clearance and deny lists
+        taken off) sets how deep its candidate list must reach, as for `ann`.
+        """
+        if not estimate.indexed:
+            return None
+        share = min(max(estimate.permitted, 1) / max(estimate.scanned, 1), 1.0)
+        wanted = math.ceil(k / share)
+        ef_search = min(max(self._settings.ef_search, 2 * k, EF_PER_WANTED * wanted), MAX_EF_SEARCH)
+        max_scan = min(max(SCAN_MARGIN * wanted + ef_search, MIN_SCAN_TUPLES),
+                       self._settings.max_scan_tuples)
+        rest_keys = max(keys - len(estimate.indexed), 1)
+        return KeyedPlan(tuple(sorted(estimate.indexed)), ef_search=ef_search, max_scan_tuples=max_scan,
+                         depth=DEPTH_PER_KEY * wanted, rest_depth=DEPTH_PER_KEY * k * rest_keys)
+
+    def keyed_work(self, plan: KeyedPlan, estimate: Estimate) -> float:
+        """The keyed plan's cost in HNSW tuples: a candidate list per index, plus the other postings.
+
+        Exact scoring of `threshold` postings costs one MAX_EF_SEARCH-deep HNSW search.
+        """
+        rest = max(estimate.scanned - estimate.indexed_scanned, 0)
+        return len(plan.principals) * plan.ef_search + rest * MAX_EF_SEARCH / self._settings.exact_threshold

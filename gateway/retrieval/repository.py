@@ -8,6 +8,9 @@ The same statement shape runs under one of two plans (see `gateway.retrieval.pla
 - `ExactPlan`: distances are computed only for the caller's access postings (each
   chunk's vector stored under each of its allow entries, migration 0005); the nearest
   are checked against `chunks`, predicate and policy, until k pass.
+- `KeyedPlan`: as exact, but the postings of the caller's strings that have a
+  principal index are proposed by that index's HNSW graph (the key is a literal in the
+  statement: PostgreSQL matches a partial index's predicate only to a constant).
 - `AnnPlan`: HNSW with pgvector's iterative index scan (`relaxed_order`, re-sorted by
   the materialised CTE) which keeps scanning until k rows pass the filter or
   `max_scan_tuples` is reached; with iterative scan `off` it is plain post-filtering.
@@ -33,6 +36,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Subquery,
     Text,
     and_,
     any_,
@@ -41,6 +45,7 @@ from sqlalchemy import (
     literal_column,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,7 +56,7 @@ from gateway.db.policy_models import AccessPolicy
 from gateway.db.retrieval_models import ChunkPosting
 from gateway.domain import Principal, RetrievedChunk
 from gateway.metrics import Metrics
-from gateway.retrieval.plans import AnnPlan, ExactPlan, Plan
+from gateway.retrieval.plans import AnnPlan, ExactPlan, KeyedPlan, Plan
 from policies.model import ClassificationLevels
 from policies.sql import access_parameters, access_shape, parameterized_access_predicate
 
@@ -67,6 +72,7 @@ _QUERY_VECTOR = bindparam("query_vector", type_=Chunk.embedding.type, required=T
 _POSTING_KEYS = bindparam("posting_keys", type_=ARRAY(Text), required=True)
 _K = bindparam("k", type_=Integer, required=True)
 _DEPTH = bindparam("depth", type_=Integer, required=True)
+_KEY_DEPTH = bindparam("key_depth", type_=Integer, required=True)
 KEY_SEPARATOR = "\x1f"  # chr(31), as in chunk_scan_keys
 _CHUNK_COLUMNS = (Chunk.id, Chunk.document_id, Chunk.document_version, Chunk.text,
                   Chunk.char_start, Chunk.char_end, Chunk.heading_path, Chunk.content_sha256,
@@ -142,7 +148,9 @@ class ChunkRepository:
 
     def _statement(self, plan: Plan, principal: Principal) -> Select[Any]:
         """The search statement for this plan and the principal's access shape, built once."""
-        shape = (plan.name, isinstance(plan, ExactPlan) and plan.depth is None, access_shape(principal))
+        variant = (plan.depth is None if isinstance(plan, ExactPlan)
+                   else len(plan.principals) if isinstance(plan, KeyedPlan) else None)
+        shape = (plan.name, variant, access_shape(principal))
         statement = self._statements.get(shape)
         if statement is None:
             statement = self._statements[shape] = search_statement(plan, principal)
@@ -170,7 +178,7 @@ class ChunkRepository:
 
 def search_settings(plan: Plan, limit: int) -> dict[str, str]:
     """The transaction-local settings a search under `plan` runs with (generic plan included)."""
-    if not isinstance(plan, AnnPlan):
+    if isinstance(plan, ExactPlan):
         return {**_GENERIC_PLAN, "enable_sort": "on"}
     values = (plan.iterative, str(max(plan.ef_search, limit)), str(plan.max_scan_tuples), "off")
     return {**_GENERIC_PLAN, **dict(zip(_HNSW_SETTINGS, values, strict=True))}
@@ -185,6 +193,8 @@ def search_statement(plan: Plan, principal: Principal) -> Select[Any]:
     predicate = parameterized_access_predicate(principal, columns=Chunk, policy_table=AccessPolicy)
     if isinstance(plan, AnnPlan):
         return ann_statement(predicate)
+    if isinstance(plan, KeyedPlan):
+        return keyed_statement(predicate, indexes=len(plan.principals))
     return exact_statement(predicate, bounded=plan.depth is not None)
 
 
@@ -196,6 +206,13 @@ def search_parameters(vector: Sequence[float], *, principal: Principal, now: dat
         values["posting_keys"] = posting_keys(principal)
         if plan.depth is not None:
             values["depth"] = plan.depth
+    elif isinstance(plan, KeyedPlan):
+        indexed = set(plan.principals)
+        pairs = zip(posting_keys(principal), principal.principal_strings, strict=True)
+        values["posting_keys"] = [key for key, string in pairs if string not in indexed]
+        values |= {f"index_key_{i}": f"{principal.tenant}{KEY_SEPARATOR}{string}"
+                   for i, string in enumerate(plan.principals)}
+        values |= {"key_depth": plan.depth, "depth": plan.rest_depth}
     return values
 
 
@@ -215,45 +232,79 @@ def exact_statement(predicate: ColumnElement[bool], *, bounded: bool) -> Select[
 
     `proposed`: the postings of the caller's keys (row-level security also limits them
     to its keys and clearance) by distance, the `depth` nearest only when `bounded`:
-    PostgreSQL then keeps a bounded heap instead of sorting every posting. `candidates`:
-    each proposed chunk once (a chunk has a posting per allow entry). Each is then looked
-    up in `chunks` by primary key under the predicate and the chunks policy, in that
-    order, until k pass: the LATERAL subquery (kept apart by OFFSET 0) can only run as
-    the inner side of a nested loop, so the LIMIT stops the loop and the vectors of
-    `chunks` are never read. A posting only proposes a chunk; `chunks` decides.
+    PostgreSQL then keeps a bounded heap instead of sorting every posting. Then
+    `_checked_on_chunks`.
     """
-    distance = ChunkPosting.embedding.cosine_distance(_QUERY_VECTOR)
-
     def hits(started: ColumnElement[Any]) -> Select[Any]:
-        scored = (
-            select(ChunkPosting.chunk_id, distance.label("distance"))
-            .where(ChunkPosting.key == any_(_POSTING_KEYS), started.is_not(None))
-            .order_by(distance, ChunkPosting.chunk_id)
-        )
+        scored = _scored(ChunkPosting.key == any_(_POSTING_KEYS), started)
         if not bounded:
-            candidates = scored.distinct().subquery("candidates")
-        else:
-            proposed = scored.limit(_DEPTH).subquery("proposed")
-            candidates = (
-                select(proposed.c.chunk_id, proposed.c.distance)
-                .distinct()
-                .order_by(proposed.c.distance, proposed.c.chunk_id)
-                .subquery("candidates")
-            )
-        permitted = (
-            select(*_CHUNK_COLUMNS)
-            .where(Chunk.id == candidates.c.chunk_id, predicate)
-            .offset(literal_column("0", Integer))  # a literal: a generic plan keeps no Limit node
-            .lateral("permitted")
-        )
-        return (
-            select(permitted, candidates.c.distance)
-            .select_from(candidates.join(permitted, true()))
-            .order_by(candidates.c.distance, candidates.c.chunk_id)
-            .limit(_K)
-        )
+            return _checked_on_chunks(scored.distinct().subquery("candidates"), predicate)
+        return _checked_on_chunks(_each_once(scored.limit(_DEPTH).subquery("proposed")), predicate)
 
     return _searched(hits)
+
+
+def keyed_statement(predicate: ColumnElement[bool], *, indexes: int) -> Select[Any]:
+    """As `exact_statement`, with the postings of `indexes` keys proposed by their own HNSW index.
+
+    Each indexed key's branch names its key as a literal (`index_key_<i>`, rendered into
+    the statement text, quoted by the driver's literal rules) so that PostgreSQL can use
+    that key's partial index; its `key_depth` nearest are proposed. The caller's other
+    keys (`posting_keys`) propose their `depth` nearest by exact distance.
+    """
+    def hits(started: ColumnElement[Any]) -> Select[Any]:
+        keys = [bindparam(f"index_key_{i}", type_=Text, required=True, literal_execute=True)
+                for i in range(indexes)]
+        branches = [_scored(ChunkPosting.key == key, started, tie_break=False).limit(_KEY_DEPTH)
+                    for key in keys]
+        branches.append(_scored(ChunkPosting.key == any_(_POSTING_KEYS), started).limit(_DEPTH))
+        return _checked_on_chunks(_each_once(union_all(*branches).subquery("proposed")), predicate)
+
+    return _searched(hits)
+
+
+def _scored(keys: ColumnElement[bool], started: ColumnElement[Any], *,
+            tie_break: bool = True) -> Select[Any]:
+    """Postings under `keys`, nearest first; chunk id breaks ties unless an HNSW index gives the order."""
+    distance = ChunkPosting.embedding.cosine_distance(_QUERY_VECTOR)
+    order = (distance, ChunkPosting.chunk_id) if tie_break else (distance,)
+    scored = select(ChunkPosting.chunk_id, distance.label("distance"))
+    return scored.where(keys, started.is_not(None)).order_by(*order)
+
+
+def _each_once(proposed: Subquery) -> Subquery:
+    """Each proposed chunk once, nearest first.
+
+    A chunk has a posting per allow entry, all with its vector: its proposals share one distance.
+    """
+    return (
+        select(proposed.c.chunk_id, proposed.c.distance)
+        .distinct()
+        .order_by(proposed.c.distance, proposed.c.chunk_id)
+        .subquery("candidates")
+    )
+
+
+def _checked_on_chunks(candidates: Subquery, predicate: ColumnElement[bool]) -> Select[Any]:
+    """The candidates (distinct, nearest first) that pass on `chunks`: k of them.
+
+    Each candidate is looked up in `chunks` by primary key under the predicate and the chunks
+    policy, in that order, until k pass: the LATERAL subquery (kept apart by OFFSET 0)
+    can only run as the inner side of a nested loop, so the LIMIT stops the loop and the
+    vectors of `chunks` are never read. A posting only proposes a chunk; `chunks` decides.
+    """
+    permitted = (
+        select(*_CHUNK_COLUMNS)
+        .where(Chunk.id == candidates.c.chunk_id, predicate)
+        .offset(literal_column("0", Integer))  # a literal: a generic plan keeps no Limit node
+        .lateral("permitted")
+    )
+    return (
+        select(permitted, candidates.c.distance)
+        .select_from(candidates.join(permitted, true()))
+        .order_by(candidates.c.distance, candidates.c.chunk_id)
+        .limit(_K)
+    )
 
 
 def _searched(hits_after: Callable[[ColumnElement[Any]], Select[*tuple[Any, ...]]]) -> Select[Any]:
