@@ -1,13 +1,16 @@
 """Filtered retrieval benchmark: recall@k and latency of HNSW post-filter, pgvector iterative
 scan and the gateway's planner, against exact search over each principal's permitted set.
 
-    python -m bench.filtered_recall --chunks 100000 --queries 200 --out docs/benchmarks.md
+    python -m bench.filtered_recall --chunks 100000 --queries 200 --out docs/benchmarks.md \
+        --principal-index acme:group:sel-10pct --principal-index acme:group:dept-3
 
 Builds (once per --chunks/--seed, reused afterwards) a synthetic corpus in a dedicated
 embedded PostgreSQL under --data-dir (or the database `bench` of --database-url, a
 superuser URL), with the real migrations, loaded by COPY. Every mode runs through the
 production path: runtime role with row-level security, principal-bound transaction,
 compiled access predicate. See bench/corpus.py for the corpus and the principals.
+The principal indexes (`gateway index create-principal`) are made exactly the ones named
+with --principal-index (others are dropped), before anything is measured.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bench.measure import MODES, Runner, complete_share, percentiles, recall
 from bench.report import Row, markdown_table, plan_mix, text_table, write_block
 from bench.truth import Vectors, nearest, permitted_ids, read_vectors
 from gateway.db.engine import create_engine, session_factory
+from gateway.retrieval import principal_indexes
 from gateway.settings import DatabaseSettings, RetrievalSettings, load_settings
 from policies.model import ClassificationLevels
 
@@ -50,6 +54,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--calibrate", action="store_true", help="also measure the exact/HNSW crossover")
     parser.add_argument("--gateway", action="store_true",
                         help="also measure through HTTP (bench.gateway_http)")
+    parser.add_argument("--principal-index", action="append", default=[], metavar="TENANT:PRINCIPAL",
+                        help="give this principal string an HNSW index of its own (repeatable)")
     return parser.parse_args()
 
 
@@ -63,7 +69,29 @@ def prepare(args: argparse.Namespace) -> BenchDatabase:
         db = open_database(data_dir, args.database_url, fresh=True)
         print(f"loading {args.chunks:,} chunks (seed {args.seed})...", flush=True)
         load(db.urls.superuser, args.chunks, args.seed)
+    keep_principal_indexes(db.urls.owner, [tuple(p.split(":", 1)) for p in args.principal_index])
     return db
+
+
+def keep_principal_indexes(owner_url: str, wanted: list[tuple[str, ...]]) -> None:
+    """Make the principal indexes exactly `wanted` (tenant, principal string): build or drop."""
+    present = {(i.tenant, i.principal) for i in principal_indexes.listing(owner_url) if i.valid}
+    for tenant, principal in sorted(present - set(wanted)):
+        principal_indexes.drop(owner_url, tenant, principal)
+    for tenant, principal in sorted(set(wanted) - present):
+        started = time.perf_counter()
+        built = principal_indexes.create(owner_url, tenant, principal)
+        print(f"principal index {tenant}:{principal}: {built.postings:,} postings, "
+              f"{built.bytes / 2**20:,.0f} MB, built in {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def describe_principal_indexes(owner_url: str) -> str:
+    """The principal indexes in use, for the report's header."""
+    indexes = principal_indexes.listing(owner_url)
+    if not indexes:
+        return "no principal indexes"
+    return "principal indexes: " + ", ".join(
+        f"{i.tenant}:{i.principal} ({i.postings:,} postings, {i.bytes / 2**20:,.0f} MB)" for i in indexes)
 
 
 async def measure_cell(runner: Runner, cell: Cell, vectors: Vectors, queries: np.ndarray,
@@ -103,6 +131,7 @@ async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
     started = time.perf_counter()
     assert db.urls.superuser is not None
     memory = server_memory(db.urls.superuser)
+    indexes = describe_principal_indexes(db.urls.owner)
     vectors = read_vectors(db.urls.superuser)
     queries = Geometry(args.seed).queries(args.queries, args.seed + 1000)
     retrieval: RetrievalSettings = load_settings().retrieval
@@ -130,7 +159,7 @@ async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
         f"{args.chunks:,} chunks, {args.queries} queries, k={args.k}, "
         f"GATEWAY_EXACT_SCAN_THRESHOLD={retrieval.exact_threshold}, "
         f"ef_search={retrieval.ef_search}, max_scan_tuples<={retrieval.max_scan_tuples}, "
-        f"GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS={retrieval.estimate_ttl_s:g}, {memory} "
+        f"GATEWAY_PLANNER_ESTIMATE_TTL_SECONDS={retrieval.estimate_ttl_s:g}, {memory}, {indexes} "
         f"(measured in {minutes:.0f} min)",
         markdown_table(rows), channel, planning, crossover) if part)
 

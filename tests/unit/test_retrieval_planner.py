@@ -3,7 +3,7 @@
 import pytest
 
 from gateway.retrieval.planner import MIN_SCAN_TUPLES, Estimate, EstimateCache, RetrievalPlanner
-from gateway.retrieval.plans import AnnPlan, ExactPlan
+from gateway.retrieval.plans import AnnPlan, ExactPlan, KeyedPlan
 from gateway.settings import RetrievalSettings
 from policies.model import ClassificationLevels
 
@@ -16,9 +16,9 @@ def planner(threshold=10_000, ef_search=100, max_scan_tuples=50_000):
     return RetrievalPlanner(settings, ClassificationLevels())
 
 
-def estimate(permitted, *, scanned=None, rows=MILLION):
+def estimate(permitted, *, scanned=None, rows=MILLION, indexed=(), indexed_scanned=0):
     return Estimate(scanned=permitted if scanned is None else scanned, allowed=permitted, denied=0,
-                    index_rows=rows)
+                    index_rows=rows, indexed=indexed, indexed_scanned=indexed_scanned)
 
 
 def test_threshold_is_the_exact_limit_where_hnsw_needs_its_largest_candidate_list():
@@ -158,3 +158,42 @@ def test_ttl_zero_caches_nothing():
     cache = EstimateCache(ttl_s=0, clock=FakeClock())
     cache.put(key("a"), estimate(1))
     assert cache.get(key("a")) is None
+
+
+def test_a_group_with_its_own_index_is_searched_over_its_graph_instead_of_the_filtered_index():
+    # 10% of 1M in one indexed group: its graph is searched almost unfiltered
+    plan = planner(threshold=13_000, ef_search=64).choose(
+        estimate(97_000, scanned=98_000, indexed=("group:g",), indexed_scanned=98_000), 10, keys=3)
+    assert plan == KeyedPlan(("group:g",), ef_search=64, max_scan_tuples=1_000, depth=22, rest_depth=40)
+
+
+def test_without_principal_indexes_there_is_no_keyed_plan():
+    assert planner().keyed(estimate(100_000), 10, keys=3) is None
+    assert isinstance(planner().choose(estimate(100_000), 10, keys=3), AnnPlan)
+
+
+def test_the_keyed_candidate_list_deepens_as_clearance_and_deny_lists_take_the_groups_rows():
+    # a fifth of the group's postings readable: the answer lies five times deeper in its graph
+    plan = planner(ef_search=64).keyed(
+        estimate(20_000, scanned=100_000, indexed=("group:g",), indexed_scanned=100_000), 10, keys=2)
+    assert plan is not None and plan.ef_search == 150 and plan.depth == 100
+
+
+def test_exact_search_still_wins_where_it_is_cheaper_or_hnsw_would_lose_recall():
+    p = planner(threshold=13_000, ef_search=64)
+    small = estimate(9_000, indexed=("group:g",), indexed_scanned=9_000)
+    assert isinstance(p.choose(small, 10, keys=2), ExactPlan)
+
+
+def test_many_unindexed_postings_beside_an_indexed_group_keep_the_filtered_index():
+    # the caller's other keys would be scored exactly: 300k postings cost more than HNSW
+    p = planner(threshold=13_000, ef_search=64)
+    broad = estimate(150_000, scanned=400_000, indexed=("group:g",), indexed_scanned=100_000)
+    assert isinstance(p.choose(broad, 10, keys=3), AnnPlan)
+
+
+def test_keyed_plans_reject_empty_index_lists_and_non_positive_depths():
+    with pytest.raises(ValueError):
+        KeyedPlan((), ef_search=64, max_scan_tuples=1000, depth=20, rest_depth=20)
+    with pytest.raises(ValueError):
+        KeyedPlan(("group:g",), ef_search=64, max_scan_tuples=1000, depth=0, rest_depth=20)
