@@ -72,7 +72,7 @@ class Retrieval:
     """The result of one retrieval: ranked chunks and how they were found.
 
     `complete` is False only when fewer than k permitted chunks exist at all. `plan` names
-    the steps taken (`exact`, `ann`, `ann+exact`, `exact+exact`), `candidates` the rows
+    the steps taken (`exact`, `ann`, `key-ann`, or one of them `+exact`), `candidates` the rows
     the database examined, `estimate` the planner's estimate of the permitted set.
     """
 
