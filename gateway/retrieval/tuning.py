@@ -2,13 +2,17 @@
 
 Read by `gateway index tune` as the runtime role: index facts from PostgreSQL's catalog
 and statistics (no row is read), and, for each tenant asked about, its size and its
-largest principal strings, read in a transaction bound as that tenant's writer (row-level
-security shows nothing else). The plans shown are the planner's own decisions
-(`RetrievalPlanner.choose`) for a principal holding one string, not a second model.
+largest principal strings and its principal indexes, read in a transaction bound as that
+tenant's writer (row-level security shows nothing else). The plans shown are the planner's
+own decisions (`RetrievalPlanner.choose`) for a principal holding one string, not a second
+model; so is the advice on principal indexes: one is advised where the planner would search
+the string with a filtered HNSW scan over `chunks` now and over the string's own graph
+once it had one.
 """
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 from sqlalchemy import text
@@ -16,12 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.access import bind_writer
 from gateway.retrieval.planner import Estimate, RetrievalPlanner
-from gateway.retrieval.plans import AnnPlan
+from gateway.retrieval.plans import AnnPlan, KeyedPlan
 
 HNSW_INDEX = "ix_chunks_embedding_hnsw"
 RECOMMENDED_EF_CONSTRUCTION = 128
 STALE_SHARE = 0.1  # ANALYZE is due once this share of rows changed since the last one
-PARTIAL_INDEX_SHARE = 0.2  # below this share of the index a large tenant's graph is mostly others'
+PRINCIPAL_INDEX_MAX_SHARE = 0.5  # above this share of the index its main graph serves a string as well
+PRINCIPAL_INDEX_BYTES_PER_POSTING = 2048  # measured: 97,643 postings, 191 MB (384 dimensions, m 16)
 TOP_PRINCIPALS = 10
 HUGE_PAGES_FROM = 2 * 2**30  # shared_buffers from which ordinary 4 kB pages cost searches time
 
@@ -48,6 +53,16 @@ _TENANT_PRINCIPALS = text(
     "WHERE effect = 'allow' GROUP BY principal HAVING sum(chunks) > 0 "
     "ORDER BY 2 DESC, 1 LIMIT :top"
 )
+# Row-level security shows the bound tenant's rows of both tables.
+_TENANT_INDEXES = text("""
+SELECT p.principal, coalesce(i.indisvalid, false) AS valid,
+       coalesce(pg_relation_size(i.indexrelid), 0) AS bytes,
+       (SELECT coalesce(sum(c.chunks), 0) FROM chunk_access_counts AS c
+        WHERE c.tenant = p.tenant AND c.principal = p.principal AND c.effect = 'allow')::bigint AS chunks
+FROM principal_indexes AS p
+LEFT JOIN pg_index AS i ON i.indexrelid = to_regclass(p.index_name)
+ORDER BY p.principal
+""")
 
 
 @dataclass(frozen=True)
@@ -78,13 +93,29 @@ class PrincipalPlan:
 
 
 @dataclass(frozen=True)
+class IndexedPrincipal:
+    """A principal string of the tenant that has a principal index, and the index's state."""
+
+    principal: str
+    chunks: int  # the string's allow postings now (what the index holds)
+    valid: bool
+    bytes: int
+
+
+@dataclass(frozen=True)
 class TenantReport:
-    """A tenant's share of the index and the plans of its largest principal strings."""
+    """A tenant's share of the index, its largest principal strings' plans, its principal indexes."""
 
     tenant: str
     chunks: int
     share: float
     principals: list[PrincipalPlan] = field(default_factory=list)
+    indexes: list[IndexedPrincipal] = field(default_factory=list)
+
+    @property
+    def indexed(self) -> frozenset[str]:
+        """The principal strings with a principal index (valid or not)."""
+        return frozenset(i.principal for i in self.indexes)
 
 
 async def index_facts(session: AsyncSession) -> IndexFacts:
@@ -100,15 +131,26 @@ async def index_facts(session: AsyncSession) -> IndexFacts:
 
 async def tenant_report(session: AsyncSession, tenant: str, facts: IndexFacts,
                         planner: RetrievalPlanner, k: int) -> TenantReport:
-    """The tenant's size and its largest principal strings' plans (binds the transaction)."""
+    """The tenant's size, largest strings' plans and principal indexes (binds the transaction)."""
     await bind_writer(session, tenant)
     chunks = int((await session.execute(_TENANT_CHUNKS)).scalar_one())
     rows = (await session.execute(_TENANT_PRINCIPALS, {"top": TOP_PRINCIPALS})).all()
+    indexes = [IndexedPrincipal(r.principal, int(r.chunks), bool(r.valid), int(r.bytes))
+               for r in (await session.execute(_TENANT_INDEXES)).all()]
+    valid = {i.principal for i in indexes if i.valid}
     index_rows = max(facts.rows, facts.live_rows, chunks, 1)
     plans = [PrincipalPlan(r.principal, int(r.chunks),
-                           describe(planner, Estimate(int(r.chunks), int(r.chunks), 0, index_rows), k))
+                           describe(planner, single(r.principal, int(r.chunks), index_rows,
+                                                    indexed=r.principal in valid), k))
              for r in rows]
-    return TenantReport(tenant, chunks, chunks / index_rows, plans)
+    return TenantReport(tenant, chunks, chunks / index_rows, plans, indexes)
+
+
+def single(principal: str, chunks: int, index_rows: int, *, indexed: bool = False) -> Estimate:
+    """The planner's estimate for a caller holding only `principal` (all of its chunks permitted)."""
+    if indexed:
+        return Estimate(chunks, chunks, 0, index_rows, (principal,), chunks)
+    return Estimate(chunks, chunks, 0, index_rows)
 
 
 def describe(planner: RetrievalPlanner, estimate: Estimate, k: int) -> str:
@@ -116,7 +158,30 @@ def describe(planner: RetrievalPlanner, estimate: Estimate, k: int) -> str:
     plan = planner.choose(estimate, k, keys=1)
     if isinstance(plan, AnnPlan):
         return f"hnsw (ef_search {plan.ef_search}, max_scan_tuples {plan.max_scan_tuples})"
+    if isinstance(plan, KeyedPlan):
+        return f"principal index (ef_search {plan.ef_search}, max_scan_tuples {plan.max_scan_tuples})"
     return "exact"
+
+
+def uses_principal_index(planner: RetrievalPlanner, principal: str, chunks: int, index_rows: int,
+                         k: int) -> bool:
+    """Whether the planner would search `principal` over its principal index, had it a valid one."""
+    estimate = single(principal, chunks, index_rows, indexed=True)
+    return isinstance(planner.choose(estimate, k, keys=1), KeyedPlan)
+
+
+def principal_index_pays(planner: RetrievalPlanner, principal: str, chunks: int, index_rows: int,
+                         k: int) -> bool:
+    """A principal index would replace a filtered HNSW scan for `principal`.
+
+    Not below the recall floor or wherever exact search is cheaper (the planner searches
+    exactly there, and exact answers are exactly right), nor above half of the index
+    (its filtered scan over the main graph then costs no more than its own graph would).
+    """
+    if chunks > PRINCIPAL_INDEX_MAX_SHARE * index_rows:
+        return False
+    now = planner.choose(single(principal, chunks, index_rows), k, keys=1)
+    return isinstance(now, AnnPlan) and uses_principal_index(planner, principal, chunks, index_rows, k)
 
 
 def recommendations(facts: IndexFacts, tenants: list[TenantReport],
@@ -147,17 +212,43 @@ def recommendations(facts: IndexFacts, tenants: list[TenantReport],
                       "lower values cap recall below 0.98 at 1M chunks (docs/decisions.md)")
     index_rows = max(facts.rows, facts.live_rows, 1)
     for tenant in tenants:
-        whole = Estimate(tenant.chunks, tenant.chunks, 0, max(index_rows, tenant.chunks))
-        if tenant.share <= PARTIAL_INDEX_SHARE and isinstance(planner.choose(whole, k, keys=1), AnnPlan):
-            advice.append(
-                f"tenant {tenant.tenant!r} holds {tenant.share:.1%} of the index and is too large to "
-                f"search exactly ({tenant.chunks:,} chunks): its broad principals walk a graph made "
-                "mostly of other tenants' chunks. A partial index may serve it better; measure with "
-                "bench/filtered_recall.py before adopting it:\n"
-                f"    CREATE INDEX CONCURRENTLY ix_chunks_embedding_hnsw_{_identifier(tenant.tenant)} "
-                "ON chunks USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 128) "
-                f"WHERE tenant = {_literal(tenant.tenant)}")
+        advice += principal_index_advice(tenant, planner, max(index_rows, tenant.chunks), k)
     return advice
+
+
+def principal_index_advice(tenant: TenantReport, planner: RetrievalPlanner, index_rows: int,
+                           k: int) -> list[str]:
+    """Principal indexes to create among the tenant's largest strings, and broken or unused ones to drop."""
+    advice = []
+    for index in tenant.indexes:
+        drop = _cli("drop-principal", tenant.tenant, index.principal)
+        if not index.valid:
+            create = _cli("create-principal", tenant.tenant, index.principal)
+            advice.append(f"the principal index of {index.principal!r} in tenant {tenant.tenant!r} is "
+                          "INVALID or missing (a failed REINDEX, a manual DROP) and the planner ignores it: "
+                          f"drop it and create it again:\n    {drop}\n    {create}")
+        elif not uses_principal_index(planner, index.principal, index.chunks, index_rows, k):
+            advice.append(f"the planner does not use the principal index of {index.principal!r} in tenant "
+                          f"{tenant.tenant!r} on the current data ({index.chunks:,} chunks: exact search "
+                          f"or the main index serves it better); drop it to free {_size(index.bytes)}:"
+                          f"\n    {drop}")
+    commands = [f"    {_cli('create-principal', tenant.tenant, plan.principal)}  "
+                f"# {plan.chunks:,} chunks ({plan.chunks / index_rows:.1%} of the index), "
+                f"about {_size(plan.chunks * PRINCIPAL_INDEX_BYTES_PER_POSTING)}"
+                for plan in tenant.principals
+                if plan.principal not in tenant.indexed
+                and principal_index_pays(planner, plan.principal, plan.chunks, index_rows, k)]
+    if commands:
+        advice.append(f"principal indexes for tenant {tenant.tenant!r}: callers holding these strings "
+                      "search a filtered HNSW graph made mostly of other strings' rows; a principal "
+                      "index gives each string a graph of its own, searched almost unfiltered "
+                      "(docs/operations.md), for about 2 kB of disk and shared_buffers per posting:\n"
+                      + "\n".join(commands))
+    return advice
+
+
+def _cli(action: str, tenant: str, principal: str) -> str:
+    return f"gateway index {action} --tenant {shlex.quote(tenant)} {shlex.quote(principal)}"
 
 
 def _size(count: int) -> str:
@@ -168,10 +259,3 @@ def _size(count: int) -> str:
         value, unit = value / 1024, bigger
     return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
 
-
-def _identifier(tenant: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in tenant.lower())[:30]
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
