@@ -18,13 +18,13 @@ from bench.corpus import Geometry
 from bench.truth import nearest, read_vectors
 from gateway.db.access import bind_principal
 from gateway.retrieval import principal_indexes
-from gateway.retrieval.explain import explain, plan_nodes
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import KeyedPlan
 from gateway.retrieval.repository import search_parameters, search_settings, search_statement
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.principal import Principal
+from tests.support.explain import explain, plan_nodes
 from tests.support.retrieval import LEVELS, Search, chunk_ids, corpus_database, permitted_chunk_ids
 
 pytestmark = pytest.mark.integration

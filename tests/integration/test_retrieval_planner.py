@@ -16,7 +16,6 @@ from bench.corpus import Geometry
 from bench.measure import StatementClock, is_binding
 from bench.truth import nearest, read_vectors
 from gateway.db.access import bind_principal
-from gateway.retrieval.explain import explain, plan_nodes
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
 from gateway.retrieval.repository import (
@@ -29,6 +28,7 @@ from gateway.retrieval.repository import (
 from gateway.retrieval.service import Retriever
 from gateway.settings import RetrievalSettings
 from policies.principal import Principal
+from tests.support.explain import explain, plan_nodes
 from tests.support.retrieval import LEVELS, Search, chunk_ids, corpus_database, permitted_chunk_ids
 
 pytestmark = pytest.mark.integration

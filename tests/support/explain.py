@@ -1,8 +1,7 @@
 """EXPLAIN for the retrieval statements, compiled exactly as they run (same bound parameters).
 
-Used by `gateway index tune` and by the tests that check what PostgreSQL does with
-the filtered search: which index drives the scan, and for how many rows a distance
-is computed.
+For the tests that check what PostgreSQL does with the filtered search: which index
+drives the scan, and for how many rows a distance is computed.
 """
 
 from __future__ import annotations
