@@ -7,7 +7,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import InvalidRequestError
 
 from gateway.metrics import Metrics
-from gateway.retrieval.plans import AnnPlan, ExactPlan
+from gateway.retrieval.plans import AnnPlan, ExactPlan, KeyedPlan
 from gateway.retrieval.repository import ChunkRepository, search_parameters, search_statement
 from policies.model import ClassificationLevels
 from policies.principal import Principal
@@ -17,10 +17,12 @@ LEVELS = ClassificationLevels()
 ALICE = Principal(subject="alice", tenant="acme", groups=("eng",), attributes={"region": ("EU",)})
 BOB = Principal(subject="bob", tenant="globex", groups=("ops", "staff"), attributes={"site": ("X", "Y")})
 CAROL = Principal(subject="carol", tenant="acme", attributes={"region": ("EU",), "dept": ("R&D",)})
-PLANS = [ExactPlan(), ExactPlan(depth=40), AnnPlan(ef_search=100, max_scan_tuples=5000)]
+KEYED = KeyedPlan(("group:staff",), ef_search=64, max_scan_tuples=1000, depth=20, rest_depth=40)
+PLANS = [ExactPlan(), ExactPlan(depth=40), AnnPlan(ef_search=100, max_scan_tuples=5000), KEYED]
+IDS = ["exact", "bounded exact", "hnsw", "keyed"]
 
 
-@pytest.mark.parametrize("plan", PLANS, ids=["exact", "bounded exact", "hnsw"])
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
 def test_one_statement_per_plan_and_access_shape(plan):
     repository = ChunkRepository(Metrics())
     statement = repository._statement(plan, ALICE)
@@ -34,7 +36,7 @@ def test_bounded_and_unbounded_exact_search_are_different_statements():
     assert repository._statement(ExactPlan(depth=40), ALICE) is repository._statement(ExactPlan(depth=9), ALICE)
 
 
-@pytest.mark.parametrize("plan", PLANS, ids=["exact", "bounded exact", "hnsw"])
+@pytest.mark.parametrize("plan", PLANS, ids=IDS)
 def test_search_parameters_supply_every_value_of_the_statement(plan):
     compiled = search_statement(plan, BOB).compile(dialect=postgresql.dialect())
     values = compiled.construct_params(search_parameters(
@@ -52,3 +54,23 @@ def test_a_statement_missing_a_value_cannot_run(missing):
     del values[missing]
     with pytest.raises(InvalidRequestError, match=missing):
         compiled.construct_params(values)
+
+
+def test_keyed_plans_share_a_statement_per_number_of_indexed_strings():
+    repository = ChunkRepository(Metrics())
+    statement = repository._statement(KEYED, ALICE)
+    other = KeyedPlan(("group:eng",), ef_search=300, max_scan_tuples=2000, depth=90, rest_depth=20)
+    two = KeyedPlan(("group:eng", "group:staff"), ef_search=64, max_scan_tuples=1000, depth=20, rest_depth=20)
+    assert repository._statement(other, ALICE) is statement
+    assert repository._statement(two, ALICE) is not statement
+
+
+def test_a_keyed_plan_names_its_indexed_keys_as_literals_and_scores_the_other_keys():
+    values = search_parameters([0.1] * 384, principal=BOB, now=NOW, levels=LEVELS, limit=10, plan=KEYED)
+    assert values["index_key_0"] == "globex\x1fgroup:staff"
+    assert values["posting_keys"] == ["globex\x1fuser:bob", "globex\x1fgroup:ops", "globex\x1feveryone"]
+    assert (values["key_depth"], values["depth"]) == (20, 40)
+    compiled = search_statement(KEYED, BOB).compile(dialect=postgresql.dialect())
+    sql = str(compiled)
+    assert "__[POSTCOMPILE_index_key_0]" in sql  # rendered into the text at execution, quoted
+    assert sql.count("UNION ALL") == 1
