@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from gateway.settings import DatabaseSettings, ServerSettings, Settings  # noqa:
 from tests.support.database import clone_database, drop_database  # noqa: E402
 
 TEMPLATE = "gateway_template"
+_EXIT_STATUS = pytest.StashKey[int]()
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +85,22 @@ def embedder() -> LocalEmbedder:
     local = LocalEmbedder()
     local.load()
     return local
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remember the exit status for `pytest_unconfigure`."""
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Exit once pytest has reported, without the interpreter's final garbage collection.
+
+    The in-process gateways' dead threads leave garbage whose collection has crashed the
+    interpreter (docs/decisions.md, "The test session runs end-to-end tests last").
+    """
+    if _EXIT_STATUS in config.stash:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(config.stash[_EXIT_STATUS])
