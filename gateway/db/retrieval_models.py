@@ -6,7 +6,8 @@
   entries, the candidates an exact search scores.
 - `principal_indexes` (migration 0006): which principal strings have an HNSW index of
   their own over their postings (written by `gateway index create-principal`).
-The application never writes the first two itself.
+The application never writes the first two itself; the runtime role may only read
+`chunk_postings` (migration 0007).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class ChunkAccessCount(Base):
 class ChunkPosting(Base):
     """A chunk's vector under one of its allow entries (`key`: tenant, chr(31), the entry).
 
-    Candidates for exact search, grouped by key (migration 0005); kept by triggers on
-    `chunks`, never written by the application.
+    Candidates for exact search, grouped by key (migration 0005); kept by a trigger on
+    `chunks` with its owner's rights, never written by the application (migration 0007).
     """
 
     __tablename__ = "chunk_postings"

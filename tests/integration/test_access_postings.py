@@ -1,12 +1,14 @@
-"""chunk_postings follows every write to chunks (triggers, as the bound writer) and shows a
-reader only the postings of its own keys at or below its clearance."""
+"""chunk_postings follows every write to chunks (its trigger, for the bound writer), takes no
+other write from the service, and shows a reader only the postings of its own keys at or
+below its clearance."""
 
 import uuid
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from gateway.db.access import access_column_values, bind_principal, bind_writer, chunk_column_values
 from gateway.db.engine import create_engine, session_factory
@@ -124,3 +126,20 @@ async def test_nothing_bound_sees_and_writes_no_postings(db_urls, sessions):
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO chunk_postings (key, chunk_id, tenant, classification, embedding)"
                          " VALUES ('acme\x1fgroup:a', 1, 'acme', 0, array_fill(0.1, ARRAY[384])::vector)")
+
+
+async def test_the_service_changes_postings_only_by_writing_chunks(db_urls, sessions):
+    async with sessions() as session, session.begin():
+        await bind_writer(session, "acme")
+        doc = await _write_document(session, {"allow": ["group:a"]}, chunks=1)
+    (chunk_id,) = _chunk_ids(db_urls.superuser, doc)
+    posted = _postings(db_urls.superuser)
+    forged = ("INSERT INTO chunk_postings (key, chunk_id, tenant, classification, embedding)"
+              " VALUES ('acme\x1fgroup:b', :id, 'acme', 0, array_fill(0.1, ARRAY[384])::vector)")
+    for statement in (forged, "DELETE FROM chunk_postings WHERE chunk_id = :id"):
+        async with sessions() as session, session.begin():
+            await bind_writer(session, "acme")  # even the tenant's own writer
+            with pytest.raises(DBAPIError) as refused:
+                await session.execute(text(statement), {"id": chunk_id})
+            assert refused.value.orig.sqlstate == "42501"  # insufficient_privilege
+    assert _postings(db_urls.superuser) == posted == {(f"acme{SEP}group:a", chunk_id, "acme", 1, 0.25)}
