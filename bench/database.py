@@ -23,9 +23,9 @@ from gateway.db.roles import APP_ROLE, OWNER_ROLE, bootstrap_cluster, with_datab
 
 DATABASE = "bench"
 SERVER_SETTINGS = {
-    "shared_buffers": "8GB",
+    "shared_buffers": "10GB",
     "huge_pages": "try",
-    "effective_cache_size": "12GB",
+    "effective_cache_size": "14GB",
     "maintenance_work_mem": "4GB",
     "max_parallel_maintenance_workers": "1",
     "max_wal_size": "16GB",
