@@ -9,7 +9,8 @@ reader's `key = ANY (...)` could not become a condition of the index scan. Measu
 postings), 0.9 ms of the combined cell's 8.5-9.5.
 
 Now the maintenance trigger runs with its owner's rights (SECURITY DEFINER, fixed
-search_path) and the writer policy is gone: the runtime role keeps SELECT alone, so the
+search_path, EXECUTE revoked from PUBLIC so that no role can attach it to a table of its
+own) and the writer policy is gone: the runtime role keeps SELECT alone, so the
 service can change postings only by writing `chunks`, whose forced policies check every
 write, and a reader's SELECT meets the read policy only, whose key condition the scan of
 `pk_chunk_postings` uses as an index condition. Row security no longer binds the owner
@@ -41,9 +42,13 @@ def upgrade() -> None:
     op.execute("ALTER TABLE chunk_postings NO FORCE ROW LEVEL SECURITY")
     op.execute("ALTER FUNCTION chunk_postings_maintain() SECURITY DEFINER "
                "SET search_path = public, pg_temp")
+    # Only the triggers on chunks may run it: EXECUTE is checked when a trigger is
+    # created, so without this any role could attach it to a temporary table of its own.
+    op.execute("REVOKE ALL ON FUNCTION chunk_postings_maintain() FROM PUBLIC")
 
 
 def downgrade() -> None:
+    op.execute("GRANT EXECUTE ON FUNCTION chunk_postings_maintain() TO PUBLIC")
     op.execute("ALTER FUNCTION chunk_postings_maintain() SECURITY INVOKER RESET search_path")
     op.execute("ALTER TABLE chunk_postings FORCE ROW LEVEL SECURITY")
     op.execute(f"CREATE POLICY chunk_postings_write ON chunk_postings FOR ALL "

@@ -143,3 +143,14 @@ async def test_the_service_changes_postings_only_by_writing_chunks(db_urls, sess
                 await session.execute(text(statement), {"id": chunk_id})
             assert refused.value.orig.sqlstate == "42501"  # insufficient_privilege
     assert _postings(db_urls.superuser) == posted == {(f"acme{SEP}group:a", chunk_id, "acme", 1, 0.25)}
+
+
+def test_no_role_but_the_owner_may_attach_the_maintenance_trigger(db_urls):
+    # it runs with the owner's rights: on a table of another role's making (a temporary
+    # one, where a deployment grants TEMP) it would post or delete whatever rows that role
+    # chose; EXECUTE is what CREATE TRIGGER checks
+    with psycopg.connect(db_urls.superuser) as conn:
+        granted = conn.execute(
+            "SELECT r.rolname FROM pg_roles AS r WHERE NOT r.rolsuper AND has_function_privilege("
+            "r.oid, 'chunk_postings_maintain()', 'EXECUTE') ORDER BY 1").fetchall()
+    assert granted == [("gateway_owner",)]
