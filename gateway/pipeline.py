@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.service import AuditLog
 from gateway.domain import Answer, AuditEvent, AuditSource, Principal, Retrieval
@@ -98,6 +98,7 @@ class QueryPipeline:
     ) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
         self._encoder = encoder
         self._retriever = retriever
         self._audit = audit
@@ -109,17 +110,20 @@ class QueryPipeline:
         """Embed, retrieve under the caller's access, and commit the audit record."""
         vector = await asyncio.to_thread(self._encoder.embed_query, question.text)
         now = self._clock()
-        async with self._sessions() as session, session.begin():
-            retrieval = await self._retriever.retrieve(
-                session, vector, principal=principal, now=now, k=question.top_k
-            )
-        audit_id = await self._audit.record(AuditEvent(
-            request_id=question.request_id, action=question.action, principal=principal,
-            status="retrieved", query=question.text, sources=_sources(retrieval),
-            detail={"top_k": question.top_k, "plan": retrieval.plan,
-                    "candidates": retrieval.candidates, "estimate": retrieval.estimate,
-                    "complete": retrieval.complete},
-        ))
+        # One pooled connection for both steps: the retrieval transaction commits, then
+        # the audit append runs on the same connection in its own (autocommit) statement.
+        async with self._engine.connect() as connection:
+            async with self._sessions(bind=connection) as session, session.begin():
+                retrieval = await self._retriever.retrieve(
+                    session, vector, principal=principal, now=now, k=question.top_k
+                )
+            audit_id = await self._audit.record(AuditEvent(
+                request_id=question.request_id, action=question.action, principal=principal,
+                status="retrieved", query=question.text, sources=_sources(retrieval),
+                detail={"top_k": question.top_k, "plan": retrieval.plan,
+                        "candidates": retrieval.candidates, "estimate": retrieval.estimate,
+                        "complete": retrieval.complete},
+            ), connection=connection)
         return Retrieved(retrieval, audit_id)
 
     async def answer(self, principal: Principal, question: Question) -> tuple[Retrieved, Answer]:

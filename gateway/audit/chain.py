@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from gateway.audit.canonical import body_document, canonical_json, sha256_hex
 from gateway.audit.checkpoints import Checkpoint, sign_checkpoint, store_checkpoint
@@ -61,9 +61,9 @@ class Appended:
     held_s: float
 
 
-async def append_event(session: AsyncSession, event: PreparedEvent) -> Appended:
+async def append_event(executor: AsyncSession | AsyncConnection, event: PreparedEvent) -> Appended:
     """Chain and insert `event` with one statement (committed by autocommit, or by the caller)."""
-    row = (await session.execute(_APPEND, {
+    row = (await executor.execute(_APPEND, {
         "event": _json(dict(event.row)),
         "sources": _json([dict(s) for s in event.sources]),
         "body_sha256": event.body_sha256(),

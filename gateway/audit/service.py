@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from gateway.audit.canonical import normalize_json
 from gateway.audit.chain import Appended, PreparedEvent, append_event, checkpoint_due, checkpoint_if_due
@@ -64,6 +64,12 @@ def prepare_event(event: AuditEvent, *, store_query: bool, event_id: uuid.UUID) 
     return PreparedEvent(row=row, sources=tuple(_source_row(p.tenant, s) for s in event.sources))
 
 
+async def _autocommit(connection: AsyncConnection) -> AsyncConnection:
+    if connection.in_transaction():
+        raise RuntimeError("the audit append needs a connection outside any transaction")
+    return await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 class AuditLog:
     """Append-only writer of the hash-chained audit trail (the runtime role can only INSERT and SELECT)."""
 
@@ -81,15 +87,23 @@ class AuditLog:
         if signer is None:
             log.warning("audit_checkpoints_disabled", reason="no audit signing key given")
 
-    async def record(self, event: AuditEvent) -> uuid.UUID:
-        """Chain the event and its sources in one committed statement; return its id."""
+    async def record(self, event: AuditEvent, *, connection: AsyncConnection | None = None) -> uuid.UUID:
+        """Chain the event and its sources in one committed statement; return its id.
+
+        `connection`: a connection the caller holds, outside any transaction (the query
+        pipeline's, once its retrieval committed), used for the append instead of a
+        second one from the pool; it is left in autocommit mode until returned.
+        """
         started = time.perf_counter()
         event_id = uuid.uuid4()
         try:
             prepared = prepare_event(event, store_query=self._settings.store_query, event_id=event_id)
-            async with self._sessions() as session:
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                appended = await append_event(session, prepared)
+            if connection is not None:
+                appended = await append_event(await _autocommit(connection), prepared)
+            else:
+                async with self._sessions() as session:
+                    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+                    appended = await append_event(session, prepared)
         except Exception as exc:
             self._metrics.audit_failures.inc()
             log.error("audit_write_failed", action=event.action, error=type(exc).__name__)

@@ -51,9 +51,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.db.engine import prepared_statements
-from gateway.db.models import Chunk, Document
+from gateway.db.models import EMBEDDING_DIMENSION, Chunk, Document
 from gateway.db.policy_models import AccessPolicy
 from gateway.db.retrieval_models import ChunkPosting
+from gateway.db.vectors import BinaryVector
 from gateway.domain import Principal, RetrievedChunk
 from gateway.metrics import Metrics
 from gateway.retrieval.plans import AnnPlan, ExactPlan, KeyedPlan, Plan
@@ -68,7 +69,7 @@ from policies.sql import access_parameters, access_shape, parameterized_access_p
 _HNSW_SETTINGS = ("hnsw.iterative_scan", "hnsw.ef_search", "hnsw.max_scan_tuples", "enable_sort")
 _GENERIC_PLAN = {"plan_cache_mode": "force_generic_plan"}
 # The per-query values of the search statements (`search_parameters`).
-_QUERY_VECTOR = bindparam("query_vector", type_=Chunk.embedding.type, required=True)
+_QUERY_VECTOR = bindparam("query_vector", type_=BinaryVector(EMBEDDING_DIMENSION), required=True)
 _POSTING_KEYS = bindparam("posting_keys", type_=ARRAY(Text), required=True)
 _K = bindparam("k", type_=Integer, required=True)
 _DEPTH = bindparam("depth", type_=Integer, required=True)

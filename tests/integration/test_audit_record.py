@@ -4,6 +4,7 @@ import psycopg
 import pytest
 
 from gateway.audit.service import query_digest
+from gateway.errors import AuditUnavailableError
 from tests.support.audit import audit_kit, bind, event, source
 
 pytestmark = pytest.mark.integration
@@ -51,3 +52,24 @@ async def test_runtime_role_cannot_insert_into_another_tenants_chain(settings, d
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO audit_checkpoints VALUES ('globex', 1, 'manual', %s, now(), 'k', 's')",
                          ("0" * 64,))
+
+
+async def test_record_on_a_held_connection_commits_and_leaves_it_clean_for_the_pool(settings, db_urls):
+    async with audit_kit(settings, pool_size=1) as kit:
+        async with kit.engine.connect() as connection:
+            event_id = await kit.log.record(event(sources=[source(1)]), connection=connection)
+        async with kit.engine.connect() as connection:  # the same (only) pooled connection
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw.autocommit is False
+    with psycopg.connect(db_urls.runtime) as conn:
+        bind(conn, "acme")
+        assert conn.execute("SELECT count(*) FROM audit_sources WHERE event_id = %s",
+                            (event_id,)).fetchone() == (1,)
+
+
+async def test_record_refuses_a_connection_inside_a_transaction_and_writes_nothing(settings, db_urls):
+    async with audit_kit(settings) as kit:
+        async with kit.engine.connect() as connection, connection.begin():
+            with pytest.raises(AuditUnavailableError):
+                await kit.log.record(event(), connection=connection)
+        assert await kit.store.head("acme") is None

@@ -2,6 +2,7 @@
 
 import psycopg
 import pytest
+from sqlalchemy import event
 
 from bench.corpus import Geometry
 from gateway.audit.service import AuditLog
@@ -33,21 +34,29 @@ class FixedEncoder:
         return [self.vector for _ in texts]
 
 
-@pytest.mark.parametrize(("groups", "plan"), [(("sel-1pct",), "exact"), (("staff",), "ann")])
-async def test_search_audit_detail_names_the_plan_and_the_rows_examined(settings, db_urls, groups, plan):
-    load_corpus(db_urls.superuser, 2000)
-    engine = create_engine(db_urls.runtime, settings.database)
+def make_pipeline(settings, engine):
     encoder = FixedEncoder(Geometry(7).queries(1, seed=5)[0])
     sessions = session_factory(engine)
     metrics = Metrics()
-    pipeline = QueryPipeline(
+    return QueryPipeline(
         settings=settings, sessions=sessions, encoder=encoder,
         retriever=Retriever(ChunkRepository(metrics), RetrievalPlanner(settings.retrieval, LEVELS)),
         audit=AuditLog(sessions, settings.audit, metrics), generator=ExtractiveGenerator(encoder),
         metrics=metrics,
     )
-    principal = Principal(subject="reader", tenant="acme", groups=groups, clearance="restricted",
-                          attributes={"region": ("EU",)})
+
+
+def reader(groups):
+    return Principal(subject="reader", tenant="acme", groups=groups, clearance="restricted",
+                     attributes={"region": ("EU",)})
+
+
+@pytest.mark.parametrize(("groups", "plan"), [(("sel-1pct",), "exact"), (("staff",), "ann")])
+async def test_search_audit_detail_names_the_plan_and_the_rows_examined(settings, db_urls, groups, plan):
+    load_corpus(db_urls.superuser, 2000)
+    engine = create_engine(db_urls.runtime, settings.database)
+    pipeline = make_pipeline(settings, engine)
+    principal = reader(groups)
     try:
         retrieved = await pipeline.retrieve(principal, make_question("q", 10, "req-1", "search", settings))
     finally:
@@ -59,3 +68,22 @@ async def test_search_audit_detail_names_the_plan_and_the_rows_examined(settings
     assert detail["complete"] is True
     assert 10 <= detail["candidates"] < 2000
     assert detail["estimate"] == retrieved.retrieval.estimate > 0
+
+
+async def test_retrieval_and_its_audit_event_share_one_pooled_connection(settings, db_urls):
+    load_corpus(db_urls.superuser, 2000)
+    engine = create_engine(db_urls.runtime, settings.database)
+    pipeline = make_pipeline(settings, engine)
+    checkouts = []
+    event.listen(engine.sync_engine, "checkout", lambda *args: checkouts.append(args[0]))
+    try:
+        for i in range(3):
+            retrieved = await pipeline.retrieve(reader(("sel-1pct",)),
+                                                make_question("q", 10, f"req-{i}", "search", settings))
+    finally:
+        await engine.dispose()
+    assert len(checkouts) == 3
+    with psycopg.connect(db_urls.superuser) as conn:
+        (sources,) = conn.execute("SELECT count(*) FROM audit_sources WHERE event_id = %s",
+                                  (retrieved.audit_id,)).fetchone()
+    assert sources == len(retrieved.retrieval.chunks) == 10
