@@ -17,6 +17,7 @@ every writer stores access the same way.
 from __future__ import annotations
 
 import json
+from functools import cache
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -77,9 +78,15 @@ def binding_statement(settings: Mapping[str, str], search: Mapping[str, str] | N
     if any(name.startswith("gateway.") for name in search):
         raise ValueError("search settings cannot rebind the principal")
     names = {f"search_name_{i}": name for i, name in enumerate(search)}
-    extra = "".join(f", set_config(:search_name_{i}, :search_value_{i}, true)" for i in range(len(search)))
-    return text(BINDING_SQL + extra).bindparams(
+    return _binding_with_search(len(search)).bindparams(
         **values, **names, **{f"search_value_{i}": value for i, value in enumerate(search.values())})
+
+
+@cache
+def _binding_with_search(count: int) -> TextClause:
+    """The binding statement with `count` more settings (parsing a text clause costs per request)."""
+    return text(BINDING_SQL + "".join(
+        f", set_config(:search_name_{i}, :search_value_{i}, true)" for i in range(count)))
 
 
 async def bind_principal(
@@ -90,7 +97,8 @@ async def bind_principal(
 
     `search`: the search's own transaction settings, sent with the binding (one round trip).
     """
-    await session.execute(binding_statement(principal_settings(principal, levels, now), search))
+    await (await session.connection()).execute(
+        binding_statement(principal_settings(principal, levels, now), search))
 
 
 async def bind_writer(session: AsyncSession, tenant: str) -> None:
