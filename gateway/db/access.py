@@ -17,9 +17,9 @@ every writer stores access the same way.
 from __future__ import annotations
 
 import json
-from functools import cache
 from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, TextClause, text
