@@ -43,6 +43,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
 def _positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
@@ -127,6 +134,7 @@ class AuthSettings:
     jwks_timeout_s: float = env("GATEWAY_JWKS_TIMEOUT_SECONDS", 5.0, _positive_float)
     jwks_min_refresh_s: float = env("GATEWAY_JWKS_MIN_REFRESH_SECONDS", 30.0, _positive_float)
     jwks_max_age_s: float = env("GATEWAY_JWKS_MAX_AGE_SECONDS", 3600.0, _positive_float)
+    token_cache_size: int = env("GATEWAY_AUTH_TOKEN_CACHE_SIZE", 4096, _non_negative_int)
     claim_subject: str = env("GATEWAY_CLAIM_SUBJECT", "sub")
     claim_groups: str = env("GATEWAY_CLAIM_GROUPS", "groups")
     claim_roles: str = env("GATEWAY_CLAIM_ROLES", "roles")

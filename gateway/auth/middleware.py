@@ -20,7 +20,7 @@ from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth.claims import principal_from_claims
-from gateway.auth.tokens import KeySource, VerificationPolicy, verify_token
+from gateway.auth.tokens import KeySource, VerificationPolicy, VerifiedTokens, verify_token
 from gateway.errors import AuthenticationError
 from gateway.metrics import Metrics
 from gateway.settings import AuthSettings
@@ -63,6 +63,7 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         self.policy = policy
         self.settings = settings
         self.metrics = metrics
+        self.verified = VerifiedTokens(settings.token_cache_size)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Authenticate, unless this is the generated OPTIONS handler of a public route."""
@@ -75,7 +76,7 @@ class BearerAuthenticationMiddleware(AbstractAuthenticationMiddleware):
         """Return the principal or raise AuthenticationError (translated to 401)."""
         try:
             token = bearer_token(connection)
-            claims = await verify_token(token, self.keys, self.policy)
+            claims = await verify_token(token, self.keys, self.policy, self.verified)
             principal = principal_from_claims(claims, self.settings)
         except AuthenticationError as exc:
             self.metrics.auth_failures.labels(exc.reason.split(":")[0]).inc()
