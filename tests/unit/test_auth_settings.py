@@ -37,3 +37,10 @@ def test_unknown_algorithm_names_fail_when_the_authenticator_is_built(tmp_path):
                               "GATEWAY_DATA_DIR": str(tmp_path)}, dotenv=None)
     with pytest.raises(ConfigurationError, match="GATEWAY_OIDC_ALGORITHMS"):
         build_authenticator(settings)
+
+
+def test_token_cache_size_is_zero_or_more():
+    assert load_settings({}, dotenv=None).auth.token_cache_size == 4096
+    assert load_settings({"GATEWAY_AUTH_TOKEN_CACHE_SIZE": "0"}, dotenv=None).auth.token_cache_size == 0
+    with pytest.raises(ConfigurationError, match="GATEWAY_AUTH_TOKEN_CACHE_SIZE"):
+        load_settings({"GATEWAY_AUTH_TOKEN_CACHE_SIZE": "-1"}, dotenv=None)
