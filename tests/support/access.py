@@ -63,12 +63,12 @@ class StoredDocument:
 
 def bind_writer(conn: Connection, tenant: str) -> None:
     """Bind the current transaction as a writer for `tenant`."""
-    conn.execute(binding_statement(writer_settings(tenant)))
+    conn.execute(*binding_statement(writer_settings(tenant)))
 
 
 def bind_reader(conn: Connection, principal: Principal, levels: ClassificationLevels, now: datetime) -> None:
     """Bind the current transaction to `principal`, as `gateway.db.access.bind_principal` does."""
-    conn.execute(binding_statement(principal_settings(principal, levels, now)))
+    conn.execute(*binding_statement(principal_settings(principal, levels, now)))
 
 
 def write_policy(conn: Connection, tenant: str, name: str, rule: AccessRule,

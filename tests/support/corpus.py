@@ -29,7 +29,7 @@ class _TenantWriterSession(Session):
 
 @event.listens_for(_TenantWriterSession, "after_begin")
 def _bind_writer(session: Session, transaction: Any, connection: Any) -> None:
-    connection.execute(binding_statement(writer_settings(session.info["tenant"])))
+    connection.execute(*binding_statement(writer_settings(session.info["tenant"])))
 
 
 def document(external_id: str, title: str, text: str, access: dict[str, Any], **extra: Any) -> DocumentInput:
