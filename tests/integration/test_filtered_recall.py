@@ -10,6 +10,7 @@ import pytest
 from bench.corpus import Geometry
 from bench.measure import recall
 from bench.truth import nearest, read_vectors
+from gateway.settings import RetrievalSettings
 from policies.principal import Principal
 from tests.support.retrieval import Search, chunk_ids, corpus_database, permitted_chunk_ids
 
@@ -19,6 +20,11 @@ CHUNKS = 20_000
 K = 10
 NOW = datetime.now(UTC)
 EU = {"region": ("EU",)}
+# The whole-tenant cell is an HNSW search: at the default candidate list (64) its recall
+# at this size is 0.98-1.0 depending on the graph the index build drew (random levels,
+# parallel build). A deployment that wants 0.99 for its broadest callers raises
+# GATEWAY_HNSW_EF_SEARCH (docs/benchmarks.md); the test runs the planner so configured.
+RECALL_SETTINGS = RetrievalSettings(ef_search=100)
 CELLS = {"100%": ("staff", (0.9, 1.0)), "1%": ("sel-1pct", (0.005, 0.02)),
          "0.1%": (None, (0.0005, 0.002))}  # None: the department group nearest 0.1%
 
@@ -51,7 +57,7 @@ async def test_planner_recall_at_10_is_at_least_0_99(corpus, cell):
     assert low <= permitted.size / CHUNKS <= high  # the cell is what its name says
     queries = Geometry(7).queries(50, seed=2024)
     truth = nearest(vectors, permitted, queries, K)
-    search = Search(corpus.runtime)
+    search = Search(corpus.runtime, RECALL_SETTINGS)
     try:
         found = [np.array(chunk_ids(await search.retrieve(principal, q.tolist(), K, NOW)))
                  for q in queries]
