@@ -2,8 +2,9 @@
 
 The gateway runs in its own process (bench.serve_gateway, one uvicorn worker) so the
 load generator does not share its interpreter. For each cell we time the planner's
-database retrieval directly and `POST /v1/search` for the same queries; the difference of
-medians is what the gateway adds per request (token verification, policy compilation,
+retrieval transaction directly and `POST /v1/search` for the same queries, sent by a
+minimal client (`bench.lean_http`: httpx's own Python would be counted otherwise); the
+difference of medians is what the gateway adds per request (token verification, policy compilation,
 the audit event committed before the response, JSON). Then a mixed workload (all cells
 interleaved) runs at concurrency 8 for a fixed time. Query embedding is excluded there
 and measured on its own with the bundled local model.
@@ -24,6 +25,7 @@ import httpx
 import numpy as np
 
 from bench.corpus import Cell, Geometry, cells
+from bench.lean_http import LeanClient
 from bench.measure import Runner, percentiles
 from bench.serve_gateway import bench_settings
 from gateway.auth.devkeys import load_or_create_private_key, mint_dev_token
@@ -34,6 +36,9 @@ from policies.model import ClassificationLevels
 SEQUENTIAL_CELLS = ("100%", "10%", "1%", "0.1%", "anti 1%")
 CONCURRENCY = 8
 MIXED_SECONDS = 30.0
+# A pause between interleaved requests: what one leaves running (the gateway's work after
+# its response, PostgreSQL's after a commit) must not land on the next one's clock.
+SETTLE_S = 0.002
 
 
 def _free_port() -> int:
@@ -42,7 +47,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _claims(cell: Cell) -> dict[str, object]:
+def claims(cell: Cell) -> dict[str, object]:
     p = cell.principal
     return {"sub": p.subject, "groups": list(p.groups), "tenant": p.tenant, "clearance": p.clearance,
             "attributes": {k: list(v) for k, v in p.attributes.items()}}
@@ -61,25 +66,58 @@ def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the gateway did not start")
 
 
-async def _direct(runtime_url: str, cell: Cell, queries: np.ndarray, k: int) -> list[float]:
-    engine = create_engine(runtime_url, DatabaseSettings())
-    try:
-        runner = Runner(session_factory(engine), load_settings().retrieval, ClassificationLevels())
-        await runner.run("planner", cell.principal, queries[:5], k)
-        return (await runner.run("planner", cell.principal, queries, k)).seconds
-    finally:
-        await engine.dispose()
+class DirectRetrieval:
+    """The planner's retrieval transaction run in this process, one query at a time, on its own loop."""
 
+    def __init__(self, runtime_url: str, k: int) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._engine = create_engine(runtime_url, DatabaseSettings())
+        self._runner = Runner(session_factory(self._engine), load_settings().retrieval,
+                              ClassificationLevels())
+        self._k = k
 
-def _http(client: httpx.Client, token: str, count: int, k: int) -> list[float]:
-    headers = {"Authorization": f"Bearer {token}"}
-    seconds = []
-    for i in range(count):
+    def seconds(self, cell: Cell, vector: np.ndarray) -> float:
+        """Wall time of one retrieval transaction for `cell`'s principal."""
         started = time.perf_counter()
-        response = client.post("/v1/search", json={"query": f"q{i}", "top_k": k}, headers=headers)
-        seconds.append(time.perf_counter() - started)
-        response.raise_for_status()
-    return seconds
+        self._loop.run_until_complete(self._runner.query("planner", cell.principal, vector.tolist(), self._k))
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        """Dispose of the engine and the loop."""
+        self._loop.run_until_complete(self._engine.dispose())
+        self._loop.close()
+
+
+def _interleaved(direct: DirectRetrieval, lean: LeanClient, client: httpx.Client, cell: Cell, token: str,
+                 queries: np.ndarray, k: int) -> tuple[list[float], list[float], list[float]]:
+    """Each query retrieved directly, then sent by the lean client and by httpx (the order rotating)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    bodies = [{"query": f"q{i}", "top_k": k} for i in range(len(queries))]
+    requests = [lean.encode_post("/v1/search", body, headers) for body in bodies]
+
+    def by_lean(i: int) -> float:
+        started = time.perf_counter()
+        status, answer = lean.send(requests[i])
+        if status != 200:
+            raise RuntimeError(f"POST /v1/search answered {status}: {answer[:200]!r}")
+        return time.perf_counter() - started
+
+    def by_httpx(i: int) -> float:
+        started = time.perf_counter()
+        client.post("/v1/search", json=bodies[i], headers=headers).raise_for_status()
+        return time.perf_counter() - started
+
+    def directly(i: int) -> float:
+        return direct.seconds(cell, queries[i])
+
+    ways = (directly, by_lean, by_httpx)
+    times: tuple[list[float], list[float], list[float]] = ([], [], [])
+    for i in range(len(queries)):
+        for turn in range(len(ways)):
+            way = (i + turn) % len(ways)
+            times[way].append(ways[way](i))
+            time.sleep(SETTLE_S)
+    return times
 
 
 async def _mixed(base: str, tokens: list[str], queries: int, k: int) -> tuple[int, int, list[float]]:
@@ -130,19 +168,32 @@ def _embedding_p50(count: int = 50) -> float:
     return percentiles(seconds)[0]
 
 
-def _sequential(client: httpx.Client, runtime_url: str, tokens: dict[str, str],
+def _sequential(client: httpx.Client, lean: LeanClient, runtime_url: str, tokens: dict[str, str],
                 queries: np.ndarray, k: int) -> list[str]:
-    """Per cell: the planner's retrieval timed directly, then the same queries over HTTP."""
+    """Per cell: the planner's retrieval timed directly and the same queries over HTTP, interleaved.
+
+    HTTP is timed with the lean client (`bench.lean_http`), so the figure is the gateway's
+    and not the load generator's; the same requests sent with httpx are shown beside it.
+    """
     by_name = {c.name: c for c in cells()}
     lines = ["Through the gateway (HTTP + bearer auth + policy + retrieval + audit commit; "
-             "query embedding excluded), one uvicorn worker, sequential requests, ms:", "",
-             "| cell | database p50 | HTTP p50 | HTTP p95 | added p50 |", "|---|---|---|---|---|"]
-    for name in SEQUENTIAL_CELLS:
-        direct = percentiles(asyncio.run(_direct(runtime_url, by_name[name], queries, k)))
-        _http(client, tokens[name], 5, k)
-        http = percentiles(_http(client, tokens[name], len(queries), k))
-        lines.append(f"| {name} | {direct[0]:.2f} | {http[0]:.2f} | {http[1]:.2f} | "
-                     f"{http[0] - direct[0]:.2f} |")
+             "query embedding excluded), one uvicorn worker, sequential requests, ms "
+             "(retrieval: the planner's transaction run directly; HTTP: the same query "
+             "through the gateway from a minimal socket client; httpx: the same with httpx; the three "
+             "interleaved query by query):", "",
+             "| cell | retrieval p50 | HTTP p50 | HTTP p95 | added p50 | httpx p50 |",
+             "|---|---|---|---|---|---|"]
+    retrieval = DirectRetrieval(runtime_url, k)
+    try:
+        for name in SEQUENTIAL_CELLS:
+            cell, token = by_name[name], tokens[name]
+            _interleaved(retrieval, lean, client, cell, token, queries[:5], k)
+            direct, http, with_httpx = map(percentiles, _interleaved(retrieval, lean, client, cell, token,
+                                                                     queries, k))
+            lines.append(f"| {name} | {direct[0]:.2f} | {http[0]:.2f} | {http[1]:.2f} | "
+                         f"{http[0] - direct[0]:.2f} | {with_httpx[0]:.2f} |")
+    finally:
+        retrieval.close()
     audit_ms = audit_write_mean_ms(client.get("/metrics").text)
     if audit_ms is not None:
         lines += ["", "Of the added time, the audit event (its own committed transaction, "
@@ -150,7 +201,7 @@ def _sequential(client: httpx.Client, runtime_url: str, tokens: dict[str, str],
     return lines
 
 
-def _start_gateway(runtime_url: str, data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+def start_gateway(runtime_url: str, data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
     port = _free_port()
     process = subprocess.Popen([
         sys.executable, "-m", "bench.serve_gateway", "--database-url", runtime_url,
@@ -169,11 +220,12 @@ def run(runtime_url: str, args: argparse.Namespace) -> str:
         np.save(data_dir / "queries.npy", queries)
         settings = bench_settings(runtime_url, data_dir)
         load_or_create_private_key(data_dir)
-        base, process = _start_gateway(runtime_url, data_dir)
+        base, process = start_gateway(runtime_url, data_dir)
         try:
-            tokens = {c.name: mint_dev_token(settings, **_claims(c), ttl_s=3600) for c in cells()}
-            with httpx.Client(base_url=base, timeout=60) as client:
-                lines = _sequential(client, runtime_url, tokens, queries, args.k)
+            tokens = {c.name: mint_dev_token(settings, **claims(c), ttl_s=3600) for c in cells()}
+            host, port = base.removeprefix("http://").split(":")
+            with httpx.Client(base_url=base, timeout=60) as client, LeanClient(host, int(port)) as lean:
+                lines = _sequential(client, lean, runtime_url, tokens, queries, args.k)
             done, errors, seconds = asyncio.run(_mixed(base, list(tokens.values()), len(queries), args.k))
         finally:
             process.terminate()
