@@ -3,8 +3,9 @@
 Server-side prepared statements are off by default (`prepare_threshold=None`): psycopg
 would otherwise prepare any statement run five times, and PostgreSQL may then switch it
 to a generic plan that cannot see the access-control values. The only statements
-prepared are the retrieval searches, explicitly (`prepared_statements`), whose plan the
-gateway chooses itself and whose shape the statement pins (`gateway.retrieval.repository`).
+prepared are named, explicitly (`prepared_statements`): the retrieval searches, whose
+plan the gateway chooses itself and whose shape the statement pins
+(`gateway.retrieval.repository`), and the audit append, a call of one function.
 
 Parallel query is off (`max_parallel_workers_per_gather=0`): the rows a search examined
 are read from this backend's statistics counters, which do not include what parallel
@@ -20,7 +21,13 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg import _queries
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from gateway.db.vectors import register_vector_type
 from gateway.settings import DatabaseSettings
@@ -65,13 +72,15 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker:
 
 
 @asynccontextmanager
-async def prepared_statements(session: AsyncSession) -> AsyncIterator[None]:
+async def prepared_statements(executor: AsyncSession | AsyncConnection) -> AsyncIterator[None]:
     """Prepare the statements run inside on the server (once per connection) and reuse them.
 
-    psycopg's prepare threshold is lowered to 0 for the block only, on this session's
-    connection; a statement prepared here is reused whenever it runs in such a block again.
+    psycopg's prepare threshold is lowered to 0 for the block only, on this session's (or
+    connection's) database connection; a statement prepared here is reused whenever it
+    runs in such a block again.
     """
-    connection = (await (await session.connection()).get_raw_connection()).driver_connection
+    bound = await executor.connection() if isinstance(executor, AsyncSession) else executor
+    connection = (await bound.get_raw_connection()).driver_connection
     if not isinstance(connection, psycopg.AsyncConnection):
         raise TypeError("prepared statements need a live psycopg connection")
     previous = connection.prepare_threshold

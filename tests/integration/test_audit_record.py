@@ -67,6 +67,20 @@ async def test_record_on_a_held_connection_commits_and_leaves_it_clean_for_the_p
                             (event_id,)).fetchone() == (1,)
 
 
+async def test_append_is_prepared_once_per_connection_and_leaves_the_threshold_as_it_was(settings, db_urls):
+    async with audit_kit(settings, pool_size=1) as kit:
+        for _ in range(3):
+            async with kit.engine.connect() as connection:
+                await kit.log.record(event(sources=[source(1)]), connection=connection)
+        async with kit.engine.connect() as connection:  # the same (only) pooled connection
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw.prepare_threshold is None
+            prepared = (await connection.exec_driver_sql(
+                "SELECT statement, generic_plans + custom_plans FROM pg_prepared_statements")).all()
+    assert [(statement.split("(", 1)[0], runs) for statement, runs in prepared] == [
+        ("SELECT seq, hash, ts, held_s FROM audit_append", 3)]  # prepared by the first, run by all three
+
+
 async def test_record_refuses_a_connection_inside_a_transaction_and_writes_nothing(settings, db_urls):
     async with audit_kit(settings) as kit:
         async with kit.engine.connect() as connection, connection.begin():
