@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -55,11 +54,9 @@ class Harness:
         self.superuser_conn = self.superuser.connect()
         self.superuser_reads = self.superuser.connect().execution_options(isolation_level="AUTOCOMMIT")
         self.chunk_ids = itertools.count(1)
-        self.pool = ThreadPoolExecutor(max_workers=1)  # predicate-alone checks overlap the others
         self.worlds = self.admitted = self.refused = 0
 
     def close(self):
-        self.pool.shutdown()
         self.runtime_conn.close()
         self.superuser_conn.close()
         self.superuser_reads.close()
@@ -127,11 +124,13 @@ class Harness:
     def _ask(self, principal, now):
         statement = visibility_statement(document_access_predicate(principal, now, LEVELS),
                                          chunk_access_predicate(principal, now, LEVELS))
-        as_superuser = self.pool.submit(seen_by, self.superuser_reads, statement)  # bypasses RLS
+        # One thread: the interpreter's collector has crashed in this test while a second
+        # thread ran the superuser's check beside the main one (docs/decisions.md).
+        predicate_alone = seen_by(self.superuser_reads, statement)[0]  # the superuser bypasses RLS
         bind_reader(self.runtime_conn, principal, LEVELS, now)
         both, row_security = seen_by(self.runtime_conn, statement)
         return {"predicate and row security": both, "row security alone": row_security,
-                "predicate alone": as_superuser.result()[0]}
+                "predicate alone": predicate_alone}
 
 
 def test_sql_predicate_and_row_security_admit_exactly_what_decide_admits(db_urls):
