@@ -134,7 +134,7 @@ async def direct_rows(runtime_url: str, chosen: list[Cell], queries: np.ndarray,
 
 async def gateway_rows(base: str, gateway_pid: int, tokens: dict[str, str], queries: np.ndarray,
                        count: int, postmaster: int) -> list[str]:
-    """The HTTP routes, from the route that only answers to searches of each cell."""
+    """The HTTP routes, cheapest first: liveness, `/v1/me`, then one search route per cell."""
     meter = CpuMeter(gateway_pid, postmaster)
     first = next(iter(tokens.values()))
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:

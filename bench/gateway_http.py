@@ -2,10 +2,11 @@
 
 The gateway runs in its own process (bench.serve_gateway, one uvicorn worker) so the
 load generator does not share its interpreter. For each cell we time the planner's
-retrieval transaction directly and `POST /v1/search` for the same queries, sent by a
-minimal client (`bench.lean_http`: httpx's own Python would be counted otherwise); the
-difference of medians is what the gateway adds per request (token verification, policy compilation,
-the audit event committed before the response, JSON). Then a mixed workload (all cells
+retrieval transaction directly and `POST /v1/search` for the same queries, interleaved
+query by query, sent by a minimal client (`bench.lean_http`: httpx's own Python would be
+counted otherwise); the difference of medians is what the gateway adds per request
+(token verification, policy compilation, the audit event committed before the response,
+JSON). Then a mixed workload (all cells
 interleaved) runs at concurrency 8 for a fixed time. Query embedding is excluded there
 and measured on its own with the bundled local model.
 """
