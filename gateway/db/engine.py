@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from gateway.db.liveness import check_on_checkout
 from gateway.db.vectors import register_vector_type
 from gateway.settings import DatabaseSettings
 
@@ -52,7 +53,6 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         pool_size=settings.pool_size,
         max_overflow=0,
         pool_timeout=settings.pool_timeout_s,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={
             "prepare_threshold": None,
@@ -63,6 +63,7 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
         },
     )
     register_vector_type(engine)
+    check_on_checkout(engine)
     return engine
 
 
