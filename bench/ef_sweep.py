@@ -23,7 +23,7 @@ from bench.corpus_load import loaded, manifest
 from bench.database import open_database
 from bench.measure import BASELINES, Runner, percentiles, recall
 from bench.truth import nearest, permitted_ids, read_vectors
-from gateway.db.engine import create_engine, session_factory
+from gateway.db.engine import create_engine
 from gateway.retrieval.plans import AnnPlan
 from gateway.settings import DatabaseSettings, load_settings
 from policies.model import ClassificationLevels
@@ -45,7 +45,7 @@ async def sweep(db_urls: tuple[str, str], args: argparse.Namespace) -> None:
     vectors = read_vectors(superuser)
     queries = Geometry(args.seed).queries(args.queries, args.seed + 1000)
     engine = create_engine(runtime, DatabaseSettings(statement_timeout_ms=600_000))
-    runner = Runner(session_factory(engine), load_settings().retrieval, ClassificationLevels())
+    runner = Runner(engine, load_settings().retrieval, ClassificationLevels())
     principals = {c.name: c.principal for c in cells()}
     try:
         await runner.run("hnsw", principals["100%"], queries, args.k)  # warm the graph

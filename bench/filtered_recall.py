@@ -30,7 +30,7 @@ from bench.database import BenchDatabase, open_database, server_memory
 from bench.measure import MODES, Runner, complete_share, percentiles, recall
 from bench.report import Row, markdown_table, plan_mix, text_table, write_block
 from bench.truth import Vectors, nearest, permitted_ids, read_vectors
-from gateway.db.engine import create_engine, session_factory
+from gateway.db.engine import create_engine
 from gateway.retrieval import principal_indexes
 from gateway.settings import DatabaseSettings, RetrievalSettings, load_settings
 from policies.model import ClassificationLevels
@@ -136,7 +136,7 @@ async def benchmark(args: argparse.Namespace, db: BenchDatabase) -> str:
     queries = Geometry(args.seed).queries(args.queries, args.seed + 1000)
     retrieval: RetrievalSettings = load_settings().retrieval
     engine = create_engine(db.urls.runtime, DatabaseSettings(statement_timeout_ms=600_000))
-    runner = Runner(session_factory(engine), retrieval, ClassificationLevels())
+    runner = Runner(engine, retrieval, ClassificationLevels())
     rows: list[Row] = []
     evidence = {}
     try:

@@ -35,7 +35,7 @@ from bench.gateway_http import claims, start_gateway
 from bench.measure import Runner, percentiles
 from bench.serve_gateway import bench_settings
 from gateway.auth.devkeys import load_or_create_private_key, mint_dev_token
-from gateway.db.engine import create_engine, session_factory
+from gateway.db.engine import create_engine
 from gateway.settings import DatabaseSettings, load_settings
 from policies.model import ClassificationLevels
 
@@ -120,7 +120,7 @@ async def direct_rows(runtime_url: str, chosen: list[Cell], queries: np.ndarray,
     """Each cell's retrieval transaction run here, as the filtered-recall tables' `total`."""
     engine = create_engine(runtime_url, DatabaseSettings())
     try:
-        runner = Runner(session_factory(engine), load_settings().retrieval, ClassificationLevels())
+        runner = Runner(engine, load_settings().retrieval, ClassificationLevels())
         meter = CpuMeter(None, postmaster)
         rows = []
         for cell in chosen:

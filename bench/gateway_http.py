@@ -30,7 +30,7 @@ from bench.lean_http import LeanClient
 from bench.measure import Runner, percentiles
 from bench.serve_gateway import bench_settings
 from gateway.auth.devkeys import load_or_create_private_key, mint_dev_token
-from gateway.db.engine import create_engine, session_factory
+from gateway.db.engine import create_engine
 from gateway.settings import DatabaseSettings, load_settings
 from policies.model import ClassificationLevels
 
@@ -73,7 +73,7 @@ class DirectRetrieval:
     def __init__(self, runtime_url: str, k: int) -> None:
         self._loop = asyncio.new_event_loop()
         self._engine = create_engine(runtime_url, DatabaseSettings())
-        self._runner = Runner(session_factory(self._engine), load_settings().retrieval,
+        self._runner = Runner(self._engine, load_settings().retrieval,
                               ClassificationLevels())
         self._k = k
 

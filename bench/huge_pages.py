@@ -27,7 +27,7 @@ from bench.corpus_load import loaded, manifest
 from bench.database import open_database, server_memory
 from bench.measure import Runner, percentiles
 from bench.report import write_block
-from gateway.db.engine import create_engine, session_factory
+from gateway.db.engine import create_engine
 from gateway.settings import DatabaseSettings, load_settings
 from policies.model import ClassificationLevels
 
@@ -52,7 +52,7 @@ def arguments() -> argparse.Namespace:
 async def measure(runtime_url: str, queries: np.ndarray, k: int) -> dict[tuple[str, str], list[float]]:
     """Database seconds per query, per (cell, mode), each measured after an untimed pass."""
     engine = create_engine(runtime_url, DatabaseSettings(statement_timeout_ms=600_000))
-    runner = Runner(session_factory(engine), load_settings().retrieval, ClassificationLevels())
+    runner = Runner(engine, load_settings().retrieval, ClassificationLevels())
     principals = {c.name: c.principal for c in cells()}
     seconds = {}
     try:

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 import numpy as np
 from sqlalchemy import TextClause, event
 from sqlalchemy.engine import ExecutionContext
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db.access import BINDING_SQL, bind_principal
 from gateway.metrics import Metrics
@@ -62,11 +62,11 @@ class Outcome:
 class Runner:
     """Runs queries for a principal through a mode."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: RetrievalSettings,
+    def __init__(self, engine: AsyncEngine, settings: RetrievalSettings,
                  levels: ClassificationLevels) -> None:
-        self.sessions = sessions
+        self.engine = engine
         self.levels = levels
-        self.clock = StatementClock(sessions)
+        self.clock = StatementClock(engine)
         self.repository = ChunkRepository(Metrics())
         self.planner = RetrievalPlanner(settings, levels)
         self.retriever = Retriever(self.repository, self.planner)
@@ -105,18 +105,18 @@ class Runner:
     async def query(self, mode: str, principal: Principal, vector: Sequence[float],
                     k: int) -> tuple[list[int], str, int]:
         """One retrieval transaction; returns chunk ids, plan label, rows examined."""
-        async with self.sessions() as session, session.begin():
+        async with self.engine.connect() as connection, connection.begin():
             now = datetime.now(UTC)
             if mode == "planner":
                 with self.clock.running():
                     retrieval = await self.retriever.retrieve(
-                        session, vector, principal=principal, now=now, k=k)
+                        connection, vector, principal=principal, now=now, k=k)
                 return ([c.chunk_id for c in retrieval.chunks], retrieval.plan,
                         retrieval.candidates or 0)
             plan = BASELINES[mode]
-            await bind_principal(session, principal, self.levels, now, search_settings(plan, k))
+            await bind_principal(connection, principal, self.levels, now, search_settings(plan, k))
             with self.clock.running():
-                found = await self.repository.search(session, vector, principal=principal, now=now,
+                found = await self.repository.search(connection, vector, principal=principal, now=now,
                                                      levels=self.levels, limit=k, plan=plan,
                                                      settings_bound=True)
             return [c.chunk_id for c in found.chunks], plan.name, found.examined
@@ -128,14 +128,13 @@ class StatementClock:
     The principal's binding statement is not counted, in any mode.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        engine = sessions.kw["bind"].sync_engine
+    def __init__(self, engine: AsyncEngine) -> None:
         self.total = 0.0
         self._on = False
         self._sent = 0.0
         self._binding = False
-        event.listen(engine, "before_cursor_execute", self._before)
-        event.listen(engine, "after_cursor_execute", self._after)
+        event.listen(engine.sync_engine, "before_cursor_execute", self._before)
+        event.listen(engine.sync_engine, "after_cursor_execute", self._after)
 
     @contextmanager
     def running(self) -> Iterator[None]:

@@ -82,7 +82,7 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
     audit_log = AuditLog(sessions, settings.audit, metrics, signer)
     generator = components.get("generator") or build_generator(settings, embedder, metrics)
     pipeline = QueryPipeline(
-        settings=settings, sessions=sessions, encoder=embedder,
+        settings=settings, engine=engine, encoder=embedder,
         retriever=Retriever(
             ChunkRepository(metrics),
             RetrievalPlanner(settings.retrieval, settings.policy.classification_levels()),

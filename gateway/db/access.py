@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.engine import Executor, core_connection
 from gateway.db.models import Chunk, Document
 from gateway.db.policy_models import AccessPolicy
 from gateway.errors import ConfigurationError
@@ -93,14 +94,14 @@ def _binding_with_search(count: int) -> TextClause:
 
 
 async def bind_principal(
-    session: AsyncSession, principal: Principal, levels: ClassificationLevels, now: datetime,
+    executor: Executor, principal: Principal, levels: ClassificationLevels, now: datetime,
     search: Mapping[str, str] | None = None,
 ) -> None:
-    """Bind `principal` to the session's current transaction for row-level security.
+    """Bind `principal` to the executor's current transaction for row-level security.
 
     `search`: the search's own transaction settings, sent with the binding (one round trip).
     """
-    await (await session.connection()).execute(
+    await (await core_connection(executor)).execute(
         *binding_statement(principal_settings(principal, levels, now), search))
 
 

@@ -72,16 +72,28 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+Executor = AsyncSession | AsyncConnection
+"""Where a statement runs: a session, or a Core connection (in the transaction it has begun)."""
+
+
+async def core_connection(executor: Executor) -> AsyncConnection:
+    """The Core connection a statement of `executor` runs on (a session's: in its transaction).
+
+    Hot paths execute on the connection: the ORM's execution and row loading cost more
+    per statement than a small search costs PostgreSQL.
+    """
+    return await executor.connection() if isinstance(executor, AsyncSession) else executor
+
+
 @asynccontextmanager
-async def prepared_statements(executor: AsyncSession | AsyncConnection) -> AsyncIterator[None]:
+async def prepared_statements(executor: Executor) -> AsyncIterator[None]:
     """Prepare the statements run inside on the server (once per connection) and reuse them.
 
     psycopg's prepare threshold is lowered to 0 for the block only, on this session's (or
     connection's) database connection; a statement prepared here is reused whenever it
     runs in such a block again.
     """
-    bound = await executor.connection() if isinstance(executor, AsyncSession) else executor
-    connection = (await bound.get_raw_connection()).driver_connection
+    connection = (await (await core_connection(executor)).get_raw_connection()).driver_connection
     if not isinstance(connection, psycopg.AsyncConnection):
         raise TypeError("prepared statements need a live psycopg connection")
     previous = connection.prepare_threshold

@@ -41,8 +41,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.db.engine import Executor
 from gateway.domain import Principal
 from gateway.retrieval.plans import AnnPlan, ExactPlan, KeyedPlan, Plan
 from gateway.settings import RetrievalSettings
@@ -151,7 +151,7 @@ class RetrievalPlanner:
         """The caller's recent estimate, if there is one (no I/O)."""
         return self._cache.get(self._key(principal))
 
-    async def estimate(self, session: AsyncSession, principal: Principal) -> Estimate:
+    async def estimate(self, executor: Executor, principal: Principal) -> Estimate:
         """Bound the caller's permitted set: a recent estimate, or one indexed query.
 
         The query runs in the caller's (principal-bound) transaction: row-level security
@@ -161,7 +161,7 @@ class RetrievalPlanner:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        rows = (await session.execute(_ESTIMATE, {
+        rows = (await executor.execute(_ESTIMATE, {
             "tenant": principal.tenant, "principals": list(principal.principal_strings), "rank": key[2],
         })).all()
         scanned = sum(int(r.scanned) for r in rows)

@@ -48,9 +48,8 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.db.engine import prepared_statements
+from gateway.db.engine import Executor, core_connection, prepared_statements
 from gateway.db.models import EMBEDDING_DIMENSION, Chunk, Document
 from gateway.db.policy_models import AccessPolicy
 from gateway.db.retrieval_models import ChunkPosting
@@ -120,7 +119,7 @@ class ChunkRepository:
 
     async def search(
         self,
-        session: AsyncSession,
+        executor: Executor,
         vector: Sequence[float],
         *,
         principal: Principal,
@@ -135,16 +134,15 @@ class ChunkRepository:
         `settings_bound`: the transaction already carries `search_settings(plan, limit)`
         (sent with the principal's binding); otherwise they are set here first.
         """
+        connection = await core_connection(executor)
         if not settings_bound:
-            await self.apply_search_settings(session, plan, limit)
+            await self.apply_search_settings(connection, plan, limit)
         statement = self._statement(plan, principal)
         parameters = search_parameters(vector, principal=principal, now=now, levels=levels, limit=limit,
                                        plan=plan)
         started = time.perf_counter()
-        async with prepared_statements(session):
-            # On the session's connection (Core): the ORM's execution and row loading cost
-            # more per search than a small permitted set costs PostgreSQL.
-            rows = (await (await session.connection()).execute(statement, parameters)).all()
+        async with prepared_statements(connection):
+            rows = (await connection.execute(statement, parameters)).all()
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
         chunks = [self._chunk(row, principal) for row in rows if row.id is not None]
         return Found(chunks, int(rows[0].examined))
@@ -160,9 +158,9 @@ class ChunkRepository:
         return statement
 
     @staticmethod
-    async def apply_search_settings(session: AsyncSession, plan: Plan, limit: int) -> None:
+    async def apply_search_settings(executor: Executor, plan: Plan, limit: int) -> None:
         """Set `search_settings(plan, limit)` for the rest of the transaction."""
-        await session.execute(select(*(
+        await executor.execute(select(*(
             func.set_config(name, value, True) for name, value in search_settings(plan, limit).items()
         )))
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from gateway.db.access import bind_principal
+from gateway.db.engine import Executor
 from gateway.domain import Principal, Retrieval
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import ExactPlan
@@ -32,7 +31,7 @@ class Retriever:
 
     async def retrieve(
         self,
-        session: AsyncSession,
+        executor: Executor,
         vector: Sequence[float],
         *,
         principal: Principal,
@@ -49,22 +48,22 @@ class Retriever:
         estimate = self._planner.cached(principal)
         if estimate is not None:
             plan = self._planner.choose(estimate, k, keys)
-            await bind_principal(session, principal, levels, now, search_settings(plan, k))
+            await bind_principal(executor, principal, levels, now, search_settings(plan, k))
             settings_bound = True
         else:  # the lookup reads chunk_access_counts under row-level security: bind first
-            await bind_principal(session, principal, levels, now)
-            estimate = await self._planner.estimate(session, principal)
+            await bind_principal(executor, principal, levels, now)
+            estimate = await self._planner.estimate(executor, principal)
             plan = self._planner.choose(estimate, k, keys)
             settings_bound = False
         found = await self._repository.search(
-            session, vector, principal=principal, now=now, levels=levels, limit=k, plan=plan,
+            executor, vector, principal=principal, now=now, levels=levels, limit=k, plan=plan,
             settings_bound=settings_bound,
         )
         steps, examined = plan.name, found.examined
         if len(found.chunks) < k and plan != ExactPlan():
             settings_bound = search_settings(ExactPlan(), k) == search_settings(plan, k)
             found = await self._repository.search(
-                session, vector, principal=principal, now=now, levels=levels, limit=k, plan=ExactPlan(),
+                executor, vector, principal=principal, now=now, levels=levels, limit=k, plan=ExactPlan(),
                 settings_bound=settings_bound,
             )
             steps, examined = f"{plan.name}+exact", examined + found.examined

@@ -39,7 +39,7 @@ def make_pipeline(settings, engine):
     sessions = session_factory(engine)
     metrics = Metrics()
     return QueryPipeline(
-        settings=settings, sessions=sessions, encoder=encoder,
+        settings=settings, engine=engine, encoder=encoder,
         retriever=Retriever(ChunkRepository(metrics), RetrievalPlanner(settings.retrieval, LEVELS)),
         audit=AuditLog(sessions, settings.audit, metrics), generator=ExtractiveGenerator(encoder),
         metrics=metrics,

@@ -500,7 +500,7 @@ async def test_with_a_cached_estimate_the_hnsw_settings_ride_in_the_binding_stat
 
 async def test_the_benchmark_clock_leaves_out_the_binding_statement_and_counts_the_search(corpus, queries):
     search = Search(corpus.runtime)
-    clock = StatementClock(search.sessions)
+    clock = StatementClock(search.engine)
     seen = []
     event.listen(search.engine.sync_engine, "before_cursor_execute",
                  lambda conn, cursor, statement, params, context, many: seen.append(is_binding(context)))
