@@ -49,7 +49,7 @@ async def measure(runner: Runner, vectors: Vectors, queries: np.ndarray, k: int)
     for department in DEPARTMENTS:
         principal = Principal(subject="calibration", tenant="acme", groups=(f"dept-{department}",),
                               clearance="restricted", attributes={"region": ("EU",)})
-        permitted = await permitted_ids(runner.sessions, principal, runner.levels, datetime.now(UTC))
+        permitted = await permitted_ids(runner.engine, principal, runner.levels, datetime.now(UTC))
         truth = nearest(vectors, permitted, queries[:QUERIES], k)
         timings = {}
         for kind in ("exact", "ann"):

@@ -51,7 +51,7 @@ async def sweep(db_urls: tuple[str, str], args: argparse.Namespace) -> None:
         await runner.run("hnsw", principals["100%"], queries, args.k)  # warm the graph
         for spec in args.cell:
             name, lists = spec.split(":")
-            permitted = await permitted_ids(runner.sessions, principals[name], runner.levels,
+            permitted = await permitted_ids(runner.engine, principals[name], runner.levels,
                                             datetime.now(UTC))
             truth = nearest(vectors, permitted, queries, args.k)
             planned = runner.planner.ann(permitted.size, vectors.ids.size, args.k)

@@ -102,7 +102,7 @@ async def measure_cell(runner: Runner, cell: Cell, vectors: Vectors, queries: np
     exact search of a large permitted set runs its few queries afterwards, on its own, so
     its seconds-long queries do not outlast the planner's cached estimate in between.
     """
-    permitted = await permitted_ids(runner.sessions, cell.principal, runner.levels, datetime.now(UTC))
+    permitted = await permitted_ids(runner.engine, cell.principal, runner.levels, datetime.now(UTC))
     truth = nearest(vectors, permitted, queries, args.k)
     counts = {mode: args.exact_queries if mode == "exact" and permitted.size > BIG_EXACT else len(queries)
               for mode in MODES}

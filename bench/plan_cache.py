@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bench.corpus import cells
 from bench.measure import Runner, percentiles
 from gateway.db.access import bind_principal
-from gateway.db.engine import prepared_statements
+from gateway.db.engine import prepared_statements, session_factory
 from gateway.retrieval.plans import Plan
 from gateway.retrieval.repository import search_parameters, search_settings, search_statement
 from policies.principal import Principal
@@ -41,7 +41,7 @@ async def measure(runner: Runner, queries: np.ndarray, k: int) -> str:
         plan = await _planned(runner, principal, k)
         statement = search_statement(plan, principal)
         seconds: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
-        async with runner.sessions() as session:
+        async with session_factory(runner.engine)() as session:
             for i, vector in enumerate(queries):
                 for variant in VARIANTS[::1 if i % 2 else -1]:
                     seconds[variant].append(await _search(
@@ -54,9 +54,9 @@ async def measure(runner: Runner, queries: np.ndarray, k: int) -> str:
 
 
 async def _planned(runner: Runner, principal: Principal, k: int) -> Plan:
-    async with runner.sessions() as session, session.begin():
-        await bind_principal(session, principal, runner.levels, datetime.now(UTC))
-        estimate = await runner.planner.estimate(session, principal)
+    async with runner.engine.connect() as connection, connection.begin():
+        await bind_principal(connection, principal, runner.levels, datetime.now(UTC))
+        estimate = await runner.planner.estimate(connection, principal)
     return runner.planner.choose(estimate, k, len(principal.principal_strings))
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 import psycopg
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.corpus import DIMENSION
 from gateway.db.access import bind_principal, chunk_access_predicate
@@ -52,13 +52,13 @@ def read_vectors(superuser_url: str) -> Vectors:
     return Vectors(rows["id"].astype(np.int64), rows["v"].astype(np.float32))
 
 
-async def permitted_ids(sessions: async_sessionmaker[AsyncSession], principal: Principal,
-                        levels: ClassificationLevels, now: datetime) -> np.ndarray:
+async def permitted_ids(engine: AsyncEngine, principal: Principal, levels: ClassificationLevels,
+                        now: datetime) -> np.ndarray:
     """The ids this principal may see, read through the production access path."""
-    async with sessions() as session, session.begin():
-        await bind_principal(session, principal, levels, now)
+    async with engine.connect() as connection, connection.begin():
+        await bind_principal(connection, principal, levels, now)
         predicate = chunk_access_predicate(principal, now, levels)
-        ids = (await session.execute(select(Chunk.id).where(predicate))).scalars().all()
+        ids = (await connection.execute(select(Chunk.id).where(predicate))).scalars().all()
     return np.sort(np.fromiter(ids, dtype=np.int64, count=len(ids)))
 
 
