@@ -12,10 +12,10 @@ import uuid
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.audit.canonical import normalize_json
-from gateway.audit.chain import Appended, PreparedEvent, append_event, checkpoint_due, checkpoint_if_due
+from gateway.audit.chain import Appended, PreparedEvent, append_committed, checkpoint_due, checkpoint_if_due
 from gateway.audit.checkpoints import log_checkpoint
 from gateway.audit.signing import AuditSigner
 from gateway.audit.store import bind_tenant
@@ -64,12 +64,6 @@ def prepare_event(event: AuditEvent, *, store_query: bool, event_id: uuid.UUID) 
     return PreparedEvent(row=row, sources=tuple(_source_row(p.tenant, s) for s in event.sources))
 
 
-async def _autocommit(connection: AsyncConnection) -> AsyncConnection:
-    if connection.in_transaction():
-        raise RuntimeError("the audit append needs a connection outside any transaction")
-    return await connection.execution_options(isolation_level="AUTOCOMMIT")
-
-
 class AuditLog:
     """Append-only writer of the hash-chained audit trail (the runtime role can only INSERT and SELECT)."""
 
@@ -81,6 +75,7 @@ class AuditLog:
         still chained, but no periodic checkpoint is written, and a warning says so.
         """
         self._sessions = sessions
+        self._engine: AsyncEngine = sessions.kw["bind"]
         self._settings = settings
         self._metrics = metrics
         self._signer = signer
@@ -92,18 +87,17 @@ class AuditLog:
 
         `connection`: a connection the caller holds, outside any transaction (the query
         pipeline's, once its retrieval committed), used for the append instead of a
-        second one from the pool; it is left in autocommit mode until returned.
+        second one from the pool.
         """
         started = time.perf_counter()
         event_id = uuid.uuid4()
         try:
             prepared = prepare_event(event, store_query=self._settings.store_query, event_id=event_id)
             if connection is not None:
-                appended = await append_event(await _autocommit(connection), prepared)
+                appended = await append_committed(connection, prepared)
             else:
-                async with self._sessions() as session:
-                    await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-                    appended = await append_event(session, prepared)
+                async with self._engine.connect() as own:
+                    appended = await append_committed(own, prepared)
         except Exception as exc:
             self._metrics.audit_failures.inc()
             log.error("audit_write_failed", action=event.action, error=type(exc).__name__)

@@ -15,8 +15,9 @@ other requests rather than speeding one up.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import psycopg
 from psycopg import _queries
@@ -93,9 +94,21 @@ async def prepared_statements(executor: Executor) -> AsyncIterator[None]:
     connection's) database connection; a statement prepared here is reused whenever it
     runs in such a block again.
     """
+    with driver_prepares(await driver_connection(executor)):
+        yield
+
+
+async def driver_connection(executor: Executor) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under `executor`'s pooled connection."""
     connection = (await (await core_connection(executor)).get_raw_connection()).driver_connection
     if not isinstance(connection, psycopg.AsyncConnection):
-        raise TypeError("prepared statements need a live psycopg connection")
+        raise TypeError("expected a live psycopg connection")
+    return connection
+
+
+@contextmanager
+def driver_prepares(connection: psycopg.AsyncConnection[Any]) -> Iterator[None]:
+    """Let psycopg prepare on the server every statement `connection` runs in the block."""
     previous = connection.prepare_threshold
     connection.prepare_threshold = 0
     try:

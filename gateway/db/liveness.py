@@ -12,6 +12,10 @@ closed connection, a transaction left open) gets the same `SELECT 1` the pool's 
 sends, and a connection that fails it is a disconnect: the pool drops every connection
 opened before it, as pre-ping does, and the checkout retries on a new one.
 
+A connection is never handed out in autocommit, whatever left it so: the principal's
+binding is transaction-local and would not reach the search. The pool discards it and
+takes another.
+
 What the socket cannot show is a peer that vanished without closing the connection (a
 network partition to a remote database); there the ping would wait on the same dead
 socket, and the request's statement fails instead, into the same 503 and the same pool
@@ -35,7 +39,10 @@ def check_on_checkout(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "checkout")
     def _on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        if is_quiet(dbapi_connection.driver_connection):
+        connection = dbapi_connection.driver_connection
+        if connection.autocommit:  # each statement its own transaction: a binding would not last
+            raise exc.DisconnectionError("a pooled connection was left in autocommit")
+        if is_quiet(connection):
             return
         try:
             dialect.do_ping(dbapi_connection)

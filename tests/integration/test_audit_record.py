@@ -67,6 +67,19 @@ async def test_record_on_a_held_connection_commits_and_leaves_it_clean_for_the_p
                             (event_id,)).fetchone() == (1,)
 
 
+async def test_a_failed_append_on_a_held_connection_leaves_it_out_of_autocommit(settings, db_urls):
+    async with audit_kit(settings, pool_size=1) as kit:
+        async with kit.engine.connect() as connection:
+            with pytest.raises(AuditUnavailableError):  # bigint overflow inside audit_append
+                await kit.log.record(event(sources=[source(1, chunk_id=2**70)]), connection=connection)
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw.autocommit is False
+            async with connection.begin():  # and usable for a transaction again
+                bind_count = (await connection.exec_driver_sql("SELECT 1")).scalar_one()
+        assert bind_count == 1
+        assert await kit.store.head("acme") is None  # nothing written
+
+
 async def test_append_is_prepared_once_per_connection_and_leaves_the_threshold_as_it_was(settings, db_urls):
     async with audit_kit(settings, pool_size=1) as kit:
         for _ in range(3):

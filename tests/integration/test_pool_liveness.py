@@ -78,6 +78,23 @@ async def test_a_failed_ping_drops_every_connection_opened_before_it(db_urls, mo
     assert spy.count == 1  # the second connection was dropped with the pool, not pinged
 
 
+async def test_a_connection_left_in_autocommit_is_never_handed_out(db_urls):
+    engine = create_engine(db_urls.runtime, DatabaseSettings(pool_size=1))
+    try:
+        async with engine.connect() as connection:
+            left = (await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+            await connection.commit()
+            await (await connection.get_raw_connection()).driver_connection.set_autocommit(True)
+        async with engine.connect() as connection:
+            raw = (await connection.get_raw_connection()).driver_connection
+            pid = (await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+            autocommit = raw.autocommit
+    finally:
+        await engine.dispose()
+    assert autocommit is False
+    assert pid != left  # discarded, not reset and reused
+
+
 async def test_a_connection_is_quiet_only_when_open_idle_and_nothing_waits_on_its_socket(db_urls):
     listener = await psycopg.AsyncConnection.connect(db_urls.runtime, autocommit=True)
     try:
