@@ -4,7 +4,8 @@
 
 The only stand-in is the embedder: the query text `q<i>` maps to row i of the vectors
 file, so embedding cost is excluded from the measured gateway latency (it is reported
-separately). Everything else is `create_app`: HTTP, auth, policy, retrieval, audit.
+separately). Everything else is `create_app`, served with `gateway serve`'s uvicorn options:
+HTTP, auth, policy, retrieval, audit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import uvicorn
 
 from gateway.app import create_app
+from gateway.cli.serve import uvicorn_options
 from gateway.settings import (
     AuthSettings,
     DatabaseSettings,
@@ -58,9 +60,10 @@ def main() -> None:
     parser.add_argument("--vectors", type=Path, required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = create_app(bench_settings(args.database_url, args.data_dir),
-                     embedder=PrecomputedEmbedder(np.load(args.vectors)))
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_config=None, access_log=False)
+    settings = bench_settings(args.database_url, args.data_dir)
+    app = create_app(settings, embedder=PrecomputedEmbedder(np.load(args.vectors)))
+    # The production server's options (HTTP parser, limits), on this benchmark's port.
+    uvicorn.run(app, **{**uvicorn_options(settings), "host": "127.0.0.1", "port": args.port, "workers": 1})
 
 
 if __name__ == "__main__":
