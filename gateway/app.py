@@ -73,9 +73,9 @@ def create_app(settings: Settings, *, embedder: Embedder | None = None, **compon
             if close is not None:
                 await close()
             await engine.dispose()
-            close_embedder = getattr(embedder, "close", None)
-            if callable(close_embedder):
-                close_embedder()
+            close_embedder = getattr(embedder, "aclose", None)
+            if close_embedder is not None:
+                await close_embedder()
 
     sessions = session_factory(engine)
     signer = AuditSigner.from_settings(settings)

@@ -7,7 +7,6 @@ transaction) -> audit record COMMITTED -> generation (sees only the audited chun
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from gateway.domain import Answer, AuditEvent, AuditSource, Principal, Retrieval
 from gateway.errors import GatewayError, InvalidInputError
 from gateway.generation.base import Generator
 from gateway.generation.citations import StreamingCitationFilter, check_citations, filtered
-from gateway.generation.extractive import SentenceEncoder
+from gateway.ingestion.embedders import Embedder, query_embedding
 from gateway.metrics import Metrics
 from gateway.retrieval.service import Retriever
 from gateway.settings import Settings
@@ -89,7 +88,7 @@ class QueryPipeline:
         *,
         settings: Settings,
         engine: AsyncEngine,
-        encoder: SentenceEncoder,
+        encoder: Embedder,
         retriever: Retriever,
         audit: AuditLog,
         generator: Generator,
@@ -98,7 +97,7 @@ class QueryPipeline:
     ) -> None:
         self._settings = settings
         self._engine = engine
-        self._encoder = encoder
+        self._embed_query = query_embedding(encoder)
         self._retriever = retriever
         self._audit = audit
         self._generator = generator
@@ -107,7 +106,7 @@ class QueryPipeline:
 
     async def retrieve(self, principal: Principal, question: Question) -> Retrieved:
         """Embed, retrieve under the caller's access, and commit the audit record."""
-        vector = await asyncio.to_thread(self._encoder.embed_query, question.text)
+        vector = await self._embed_query(question.text)
         now = self._clock()
         # One pooled connection for both steps: the retrieval transaction commits, then
         # the audit append runs on the same connection in its own (autocommit) statement.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from litestar.testing import AsyncTestClient
 
 from gateway.app import create_app
 from gateway.errors import ConfigurationError
@@ -43,3 +44,13 @@ def test_app_refuses_to_start_with_an_embedder_of_the_wrong_dimension(settings):
 
     with pytest.raises(ConfigurationError, match="768.*vector\\(384\\)"):
         create_app(settings, embedder=Wide())
+
+
+async def test_app_shutdown_closes_the_openai_embedders_clients(settings):
+    openai = EmbeddingSettings(kind="openai", base_url="http://embed.test/v1")
+    app = create_app(dataclasses.replace(settings, embedding=openai))
+    embedder = app.state.embedder
+    async with AsyncTestClient(app) as client:
+        assert (await client.get("/health/live")).status_code == 200
+        assert not embedder._client.is_closed and not embedder._async_client.is_closed
+    assert embedder._client.is_closed and embedder._async_client.is_closed

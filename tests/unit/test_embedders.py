@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from gateway.ingestion.embedders import (
     OpenAIEmbedder,
     build_embedder,
     embeddings_url,
+    query_embedding,
 )
 from gateway.settings import EmbeddingSettings
 
@@ -90,27 +92,73 @@ def test_base_url_may_be_given_with_or_without_v1():
     assert embeddings_url("http://tei:8080") == "http://tei:8080/v1/embeddings"
 
 
-def test_openai_embedder_refuses_vectors_of_the_wrong_size():
-    embedder = OpenAIEmbedder(openai_settings(), transport=fake_endpoint([], dimension=1536))
+def openai_embedder(transport):
+    """One endpoint behind both of the embedder's clients."""
+    return OpenAIEmbedder(openai_settings(), transport=transport, async_transport=transport)
+
+
+async def test_openai_embedder_awaits_queries_on_the_event_loop_without_a_worker_thread():
+    calls: list = []
+    threads: list = []
+    endpoint = fake_endpoint(calls)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        threads.append(threading.current_thread())
+        return endpoint.handler(request)
+
+    embedder = openai_embedder(httpx.MockTransport(handler))
+    embed = query_embedding(embedder)
+    assert await embed("q") == pytest.approx([1 / math.sqrt(384)] * 384)
+    assert threads == [threading.current_thread()]
+    assert calls[0][1] == "Bearer k3y" and calls[0][2] == {"model": "text-embed", "input": ["q"],
+                                                          "encoding_format": "float"}
+    await embedder.aclose()
+
+
+async def test_a_blocking_embedder_embeds_queries_in_a_worker_thread():
+    threads: list = []
+
+    class Blocking:
+        dimension = 384
+
+        def embed_documents(self, texts):
+            return [self.embed_query(t) for t in texts]
+
+        def embed_query(self, text):
+            threads.append(threading.current_thread())
+            return [1.0] + [0.0] * 383
+
+    assert await query_embedding(Blocking())("q") == [1.0] + [0.0] * 383
+    assert threads and threads[0] is not threading.current_thread()
+
+
+async def test_openai_embedder_refuses_vectors_of_the_wrong_size():
+    embedder = openai_embedder(fake_endpoint([], dimension=1536))
     with pytest.raises(UpstreamError, match="384"):
         embedder.embed_query("q")
+    with pytest.raises(UpstreamError, match="384"):
+        await embedder.aembed_query("q")
 
 
 @pytest.mark.parametrize(("status", "error"), [(503, UnavailableError), (429, UnavailableError),
                                                (400, UpstreamError)])
-def test_openai_embedder_failures_become_domain_errors(status, error):
-    embedder = OpenAIEmbedder(openai_settings(), transport=fake_endpoint([], status=status, body=b"{}"))
+async def test_openai_embedder_failures_become_domain_errors(status, error):
+    embedder = openai_embedder(fake_endpoint([], status=status, body=b"{}"))
     with pytest.raises(error):
         embedder.embed_query("q")
+    with pytest.raises(error):
+        await embedder.aembed_query("q")
 
 
-def test_openai_embedder_garbage_body_is_an_upstream_error():
-    embedder = OpenAIEmbedder(openai_settings(), transport=fake_endpoint([], body=b"<html>"))
+async def test_openai_embedder_garbage_body_is_an_upstream_error():
+    embedder = openai_embedder(fake_endpoint([], body=b"<html>"))
     with pytest.raises(UpstreamError, match="unreadable"):
         embedder.embed_query("q")
+    with pytest.raises(UpstreamError, match="unreadable"):
+        await embedder.aembed_query("q")
 
 
-def test_openai_embedder_unreachable_or_slow_endpoint_is_unavailable():
+async def test_openai_embedder_unreachable_or_slow_endpoint_is_unavailable():
     def timeout(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
@@ -118,9 +166,11 @@ def test_openai_embedder_unreachable_or_slow_endpoint_is_unavailable():
         raise httpx.ConnectError("refused", request=request)
 
     for handler, message in ((timeout, "in time"), (refused, "unreachable")):
-        embedder = OpenAIEmbedder(openai_settings(), transport=httpx.MockTransport(handler))
+        embedder = openai_embedder(httpx.MockTransport(handler))
         with pytest.raises(UnavailableError, match=message):
             embedder.embed_query("q")
+        with pytest.raises(UnavailableError, match=message):
+            await embedder.aembed_query("q")
 
 
 def test_local_embedder_and_tokenizer_are_safe_to_call_from_many_threads(embedder, wordpiece):
