@@ -5,12 +5,12 @@ the model is loaded on first use and kept for the life of the embedder, which th
 composition root creates once per process. `OpenAIEmbedder` calls any OpenAI-compatible
 `/v1/embeddings` endpoint (vLLM, TEI, Ollama, LiteLLM, OpenAI, Azure) over httpx.
 
-Both are synchronous (callers run them in a worker thread) and return L2-normalised
+Both embed synchronously (callers run them in a worker thread) and return L2-normalised
 vectors of exactly `dimension` floats. An embedder that can also embed a query without
 blocking (`AsyncQueryEmbedder`, as `OpenAIEmbedder` does: the wait is the network's) is
-awaited on the query path instead: handing a query to a worker thread and back costs
-a search 0.2-0.5 ms here, which a local model's milliseconds of CPU hide and a remote
-call's need not pay. The dimension must equal the schema's
+awaited on the query path instead (`query_embedding`): handing a query to a worker
+thread and back costs a search 0.2-0.5 ms here, which a local model's milliseconds of
+CPU hide and a remote call's need not pay. The dimension must equal the schema's
 `vector(384)` column: `build_embedder` refuses anything else at startup, because a
 mismatch would otherwise surface as a database error on the first ingestion.
 """
