@@ -14,7 +14,9 @@ around the whole retrieval transaction from the client (begin, bind, search, com
 what production pays), and `db`, the sum of the statements'
 round trips (sent to answer received) of the retrieval itself, the binding statement
 left out: the estimate (when not cached), the settings (when not bound) and the
-search(es) for the planner, the search for the baselines.
+search(es) for the planner, the search for the baselines. The searches run on the
+driver connection (`ChunkRepository.fetch`), the other statements through SQLAlchemy;
+`StatementClock` times both.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
+from psycopg import AsyncConnection
 from sqlalchemy import TextClause, event
 from sqlalchemy.engine import ExecutionContext
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -67,7 +71,7 @@ class Runner:
         self.engine = engine
         self.levels = levels
         self.clock = StatementClock(engine)
-        self.repository = ChunkRepository(Metrics())
+        self.repository = ClockedRepository(Metrics(), self.clock)
         self.planner = RetrievalPlanner(settings, levels)
         self.retriever = Retriever(self.repository, self.planner)
 
@@ -145,6 +149,11 @@ class StatementClock:
         finally:
             self._on = False
 
+    def count(self, seconds: float) -> None:
+        """Add a statement timed elsewhere (a search on the driver connection), while running."""
+        if self._on:
+            self.total += seconds
+
     def _before(self, conn: object, cursor: object, statement: str, parameters: object,
                 context: ExecutionContext, executemany: bool) -> None:
         self._sent = time.perf_counter()
@@ -153,6 +162,22 @@ class StatementClock:
     def _after(self, *args: object) -> None:
         if self._on and not self._binding:
             self.total += time.perf_counter() - self._sent
+
+
+class ClockedRepository(ChunkRepository):
+    """The production repository, each search's round trip added to a `StatementClock`."""
+
+    def __init__(self, metrics: Metrics, clock: StatementClock) -> None:
+        super().__init__(metrics)
+        self._clock = clock
+
+    async def fetch(self, driver: AsyncConnection[Any], sql: str, parameters: dict[str, Any]) -> list[Any]:
+        """`ChunkRepository.fetch`, timed from sending the statement to its last row."""
+        started = time.perf_counter()
+        try:
+            return await super().fetch(driver, sql, parameters)
+        finally:
+            self._clock.count(time.perf_counter() - started)
 
 
 def is_binding(context: ExecutionContext) -> bool:

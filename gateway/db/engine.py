@@ -3,9 +3,9 @@
 Server-side prepared statements are off by default (`prepare_threshold=None`): psycopg
 would otherwise prepare any statement run five times, and PostgreSQL may then switch it
 to a generic plan that cannot see the access-control values. The only statements
-prepared are named, explicitly (`prepared_statements`): the retrieval searches, whose
-plan the gateway chooses itself and whose shape the statement pins
-(`gateway.retrieval.repository`), and the audit append, a call of one function.
+prepared are named, explicitly (`prepared_statements`, `driver_prepares`): the
+retrieval searches, whose plan the gateway chooses itself and whose shape the statement
+pins (`gateway.retrieval.repository`), and the audit append, a call of one function.
 
 Parallel query is off (`max_parallel_workers_per_gather=0`): the rows a search examined
 are read from this backend's statistics counters, which do not include what parallel

@@ -21,19 +21,26 @@ gateway, not PostgreSQL, chooses the plan from the permitted-set size, and each
 statement pins its own shape (materialised CTEs, the LATERAL lookup, `enable_sort`);
 tests compare the generic plan with the custom one. Settings are transaction-local
 (`set_config(..., true)`), never session-wide.
+A statement is compiled once per shape (`CompiledSearch`) and run on the psycopg
+connection under the caller's, in its transaction: SQLAlchemy's execution of a
+statement this large (a cache key built by walking the whole statement on every call,
+then the result's metadata and rows) cost about 0.5 ms of Python per search.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from psycopg import AsyncConnection
+from psycopg.rows import namedtuple_row
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Dialect,
     Integer,
     Select,
     Subquery,
@@ -48,8 +55,9 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from gateway.db.engine import Executor, core_connection, prepared_statements
+from gateway.db.engine import Executor, core_connection, driver_connection, driver_prepares
 from gateway.db.models import EMBEDDING_DIMENSION, Chunk, Document
 from gateway.db.policy_models import AccessPolicy
 from gateway.db.retrieval_models import ChunkPosting
@@ -102,6 +110,34 @@ def granted_by(principal: Principal, allow: Sequence[str]) -> str | None:
 
 
 @dataclass(frozen=True)
+class CompiledSearch:
+    """A search statement compiled once; each call renders its SQL and driver parameters."""
+
+    compiled: SQLCompiler
+    processors: Mapping[str, Callable[[Any], Any]]
+
+    @classmethod
+    def of(cls, statement: Select[Any], dialect: Dialect) -> CompiledSearch:
+        """Compile `statement` for `dialect`, with its parameters' conversions (the query vector's)."""
+        compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError("a search statement compiles to SQL")
+        processors = {name: process for name, bind in compiled.binds.items()
+                      if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+        return cls(compiled, processors)
+
+    def bound(self, values: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The SQL (principal-index keys rendered as literals) and the parameters, converted.
+
+        Raises when a required value is missing, as executing the statement would.
+        """
+        state = self.compiled.construct_expanded_state(values)
+        processors = self.processors
+        return state.statement, {name: processors[name](value) if name in processors else value
+                                 for name, value in state.parameters.items()}
+
+
+@dataclass(frozen=True)
 class Found:
     """The chunks a search found, and how many rows of `chunks` it examined."""
 
@@ -115,7 +151,7 @@ class ChunkRepository:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         # Building a search statement costs milliseconds of Python: one per shape, reused.
-        self._statements: dict[tuple[Any, ...], Select[Any]] = {}
+        self._statements: dict[tuple[Any, ...], CompiledSearch] = {}
 
     async def search(
         self,
@@ -137,25 +173,31 @@ class ChunkRepository:
         connection = await core_connection(executor)
         if not settings_bound:
             await self.apply_search_settings(connection, plan, limit)
-        statement = self._statement(plan, principal)
-        parameters = search_parameters(vector, principal=principal, now=now, levels=levels, limit=limit,
-                                       plan=plan)
+        sql, parameters = self._compiled(plan, principal, connection.dialect).bound(search_parameters(
+            vector, principal=principal, now=now, levels=levels, limit=limit, plan=plan))
+        driver = await driver_connection(connection)
         started = time.perf_counter()
-        async with prepared_statements(connection):
-            rows = (await connection.execute(statement, parameters)).all()
+        rows = await self.fetch(driver, sql, parameters)
         self._metrics.retrieval_latency.labels(plan.name).observe(time.perf_counter() - started)
         chunks = [self._chunk(row, principal) for row in rows if row.id is not None]
         return Found(chunks, int(rows[0].examined))
 
-    def _statement(self, plan: Plan, principal: Principal) -> Select[Any]:
-        """The search statement for this plan and the principal's access shape, built once."""
+    async def fetch(self, driver: AsyncConnection[Any], sql: str, parameters: dict[str, Any]) -> list[Any]:
+        """One search statement's round trip, prepared on the server: its rows as named tuples."""
+        with driver_prepares(driver):
+            async with driver.cursor(row_factory=namedtuple_row) as cursor:
+                await cursor.execute(sql, parameters)
+                return await cursor.fetchall()
+
+    def _compiled(self, plan: Plan, principal: Principal, dialect: Dialect) -> CompiledSearch:
+        """The search statement for this plan and the principal's access shape, compiled once."""
         variant = (plan.depth is None if isinstance(plan, ExactPlan)
                    else len(plan.principals) if isinstance(plan, KeyedPlan) else None)
         shape = (plan.name, variant, access_shape(principal))
-        statement = self._statements.get(shape)
-        if statement is None:
-            statement = self._statements[shape] = search_statement(plan, principal)
-        return statement
+        search = self._statements.get(shape)
+        if search is None:
+            search = self._statements[shape] = CompiledSearch.of(search_statement(plan, principal), dialect)
+        return search
 
     @staticmethod
     async def apply_search_settings(executor: Executor, plan: Plan, limit: int) -> None:
@@ -249,8 +291,8 @@ def keyed_statement(predicate: ColumnElement[bool], *, indexes: int) -> Select[A
     """As `exact_statement`, with the postings of `indexes` keys proposed by their own HNSW index.
 
     Each indexed key's branch names its key as a literal (`index_key_<i>`, rendered into
-    the statement text, quoted by the driver's literal rules) so that PostgreSQL can use
-    that key's partial index; its `key_depth` nearest are proposed. The caller's other
+    the statement text with the dialect's quoting by `CompiledSearch.bound`) so that
+    PostgreSQL can use that key's partial index; its `key_depth` nearest are proposed. The caller's other
     keys (`posting_keys`) propose their `depth` nearest by exact distance.
     """
     def hits(started: ColumnElement[Any]) -> Select[Any]:

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 from bench.corpus import Geometry
-from bench.measure import StatementClock, is_binding
+from bench.measure import ClockedRepository, StatementClock
 from bench.truth import nearest, read_vectors
 from gateway.db.access import bind_principal
+from gateway.metrics import Metrics
 from gateway.retrieval.planner import RetrievalPlanner
 from gateway.retrieval.plans import AnnPlan, ExactPlan
 from gateway.retrieval.repository import (
@@ -469,14 +470,27 @@ async def test_ttl_zero_looks_the_estimate_up_for_every_query(corpus, queries):
     assert len(lookups) == 3
 
 
+def record_statements(search):
+    """Every statement `search` sends, in order: SQLAlchemy's, and the searches run on the driver."""
+    statements = []
+    event.listen(search.engine.sync_engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *args: statements.append(statement))
+    fetch = search.repository.fetch
+
+    async def recorded_fetch(driver, sql, parameters):
+        statements.append(sql)
+        return await fetch(driver, sql, parameters)
+
+    search.repository.fetch = recorded_fetch
+    return statements
+
+
 async def test_with_a_cached_estimate_the_hnsw_settings_ride_in_the_binding_statement(corpus, queries):
     # First query: bind, look the estimate up, set the plan's index settings, search.
     # Later queries know the plan before binding: bind (with the settings), search.
     search = Search(corpus.runtime)
     principal = PRINCIPALS["whole tenant"]
-    statements = []
-    event.listen(search.engine.sync_engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, *args: statements.append(statement))
+    statements = record_statements(search)
     try:
         first = await search.retrieve(principal, queries[0].tolist(), 10, NOW)
         sent_first, statements[:] = len(statements), []
@@ -494,6 +508,7 @@ async def test_with_a_cached_estimate_the_hnsw_settings_ride_in_the_binding_stat
     assert sent_first == 4
     assert sent_second == 2
     assert "set_config('gateway.tenant'" in statements[0] and "search_name_3" in statements[0]
+    assert "chunks.embedding <=>" in statements[1]  # the search, sent on the driver connection
     plan = search.planner.choose(search.planner.cached(principal), 10, len(principal.principal_strings))
     assert tuple(applied) == (str(plan.ef_search), "off", "acme")
 
@@ -501,15 +516,31 @@ async def test_with_a_cached_estimate_the_hnsw_settings_ride_in_the_binding_stat
 async def test_the_benchmark_clock_leaves_out_the_binding_statement_and_counts_the_search(corpus, queries):
     search = Search(corpus.runtime)
     clock = StatementClock(search.engine)
-    seen = []
-    event.listen(search.engine.sync_engine, "before_cursor_execute",
-                 lambda conn, cursor, statement, params, context, many: seen.append(is_binding(context)))
+    search.repository = ClockedRepository(Metrics(), clock)
+    retriever = Retriever(search.repository, search.planner)
+    principal = PRINCIPALS["small group"]
+    statements = record_statements(search)
+    totals = []
     try:
-        await search.retrieve(PRINCIPALS["small group"], queries[0].tolist(), 10, NOW)  # caches the estimate
-        seen.clear()
-        with clock.running():
-            await search.retrieve(PRINCIPALS["small group"], queries[1].tolist(), 10, NOW)
+        async with search.sessions() as session, session.begin():
+            await retriever.retrieve(session, queries[0].tolist(), principal=principal, now=NOW,
+                                     k=10)  # caches the estimate
+            with clock.running():
+                await bind_principal(session, principal, LEVELS, NOW)
+            totals.append(clock.total)
+            with clock.running():
+                await session.execute(text("SELECT 1"))
+            totals.append(clock.total)
+        async with search.sessions() as session, session.begin():
+            statements.clear()
+            with clock.running():
+                await retriever.retrieve(session, queries[1].tolist(), principal=principal, now=NOW, k=10)
+            totals.append(clock.total)
     finally:
         await search.close()
-    assert seen == [True, False]  # the binding, then the search
-    assert clock.total > 0
+    assert totals[0] == 0  # the binding alone
+    assert totals[1] > 0  # any other statement through SQLAlchemy
+    # The second retrieval: the binding, which the clock leaves out, and the search on the
+    # driver connection, which it counts.
+    assert len(statements) == 2 and "<=>" in statements[1]
+    assert totals[2] > 0
