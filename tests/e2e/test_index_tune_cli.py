@@ -3,6 +3,7 @@ security (a tenant's report counts only its own chunks), the planner's own plan 
 and the principal index actions (`create-principal`, `list-principals`, `drop-principal`)."""
 
 import contextlib
+import time
 
 import psycopg
 import pytest
@@ -19,7 +20,30 @@ CHUNKS = 3000
 
 @pytest.fixture(scope="module")
 def corpus(pg_server, template_urls):
-    yield from corpus_database(pg_server, CHUNKS)
+    for urls in corpus_database(pg_server, CHUNKS):
+        settle_statistics(urls.superuser)
+        yield urls
+
+
+def settle_statistics(superuser_url, timeout_s=30.0):
+    """Analyse `chunks` once the loader's counts have reached the server, and keep autovacuum off it.
+
+    What tune reports (pg_class.reltuples, rows changed since the last analyze) would
+    otherwise depend on when the loading backend's statistics arrive (at most once a
+    second, and at its exit) and on autovacuum runs racing the test.
+    """
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE chunks SET (autovacuum_enabled = false)")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            (inserted,) = conn.execute(
+                "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'chunks'::regclass").fetchone()
+            if inserted >= CHUNKS:
+                break
+            assert time.monotonic() < deadline, f"only {inserted} of {CHUNKS} inserts counted"
+            time.sleep(0.1)
+        conn.execute("ANALYZE chunks")
 
 
 def counts(superuser_url):
