@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -22,6 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
 from bench.corpus import CorpusGenerator, SyntheticDocument, sha256
+from bench.database import open_database
 from gateway.db import migrate
 from gateway.db.access import access_column_values, chunk_column_values
 from gateway.db.models import Chunk
@@ -72,6 +75,24 @@ def loaded(superuser_url: str, wanted: dict[str, int | str]) -> bool:
         row = conn.execute("SELECT body FROM bench_manifest").fetchone()
         conn.commit()
     return row is not None and row[0] == wanted
+
+
+@contextmanager
+def loaded_corpus(data_dir: Path, chunks: int, seed: int, *,
+                  settings: Mapping[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """The superuser and runtime URLs of the corpus `bench.filtered_recall` loaded in `data_dir`.
+
+    For the companion benchmarks: the server is started with `settings` and stopped
+    after; without that corpus there the benchmark stops and says what to run first.
+    """
+    db = open_database(data_dir, None, settings=settings)
+    try:
+        if db.urls.superuser is None or not loaded(db.urls.superuser, manifest(chunks, seed)):
+            raise SystemExit(f"no {chunks:,}-chunk corpus in {data_dir}: "
+                             "run python -m bench.filtered_recall first")
+        yield db.urls.superuser, db.urls.runtime
+    finally:
+        db.close()
 
 
 def load(superuser_url: str, chunks: int, seed: int, log: bool = True) -> None:

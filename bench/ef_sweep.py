@@ -19,8 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.corpus import Geometry, cells
-from bench.corpus_load import loaded, manifest
-from bench.database import open_database
+from bench.corpus_load import loaded_corpus
 from bench.measure import BASELINES, Runner, percentiles, recall
 from bench.truth import nearest, permitted_ids, read_vectors
 from gateway.db.engine import create_engine
@@ -73,14 +72,8 @@ async def sweep(db_urls: tuple[str, str], args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = arguments()
-    db = open_database(Path(f".bench/corpus-{args.chunks}"), None)
-    try:
-        assert db.urls.superuser is not None
-        if not loaded(db.urls.superuser, manifest(args.chunks, args.seed)):
-            raise SystemExit(f"no {args.chunks:,}-chunk corpus: run python -m bench.filtered_recall first")
-        asyncio.run(sweep((db.urls.superuser, db.urls.runtime), args))
-    finally:
-        db.close()
+    with loaded_corpus(Path(f".bench/corpus-{args.chunks}"), args.chunks, args.seed) as urls:
+        asyncio.run(sweep(urls, args))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 
 from bench.corpus import Geometry, cells
-from bench.corpus_load import loaded, manifest
+from bench.corpus_load import loaded_corpus
 from bench.database import open_database, server_memory
 from bench.measure import Runner, percentiles
 from bench.report import write_block
@@ -69,18 +69,12 @@ def run_round(data_dir: Path, setting: str, queries: np.ndarray, args: argparse.
               ) -> tuple[str, dict[tuple[str, str], list[float]]]:
     """Restart the server with `huge_pages = setting` and measure; returns its memory line too."""
     # `try` rather than `on`: a server short of pages then starts, and says so below.
-    db = open_database(data_dir, None, settings={"huge_pages": "off" if setting == "off" else "try"})
-    try:
-        assert db.urls.superuser is not None
-        if not loaded(db.urls.superuser, manifest(args.chunks, args.seed)):
-            raise SystemExit(f"no {args.chunks:,}-chunk corpus in {data_dir}: "
-                             "run python -m bench.filtered_recall first")
-        memory = server_memory(db.urls.superuser)
+    with loaded_corpus(data_dir, args.chunks, args.seed,
+                       settings={"huge_pages": "off" if setting == "off" else "try"}) as (superuser, runtime):
+        memory = server_memory(superuser)
         if setting == "on" and not memory.endswith("huge pages on"):
-            raise SystemExit(_missing_pages(db.urls.superuser))
-        return memory, asyncio.run(measure(db.urls.runtime, queries, args.k))
-    finally:
-        db.close()
+            raise SystemExit(_missing_pages(superuser))
+        return memory, asyncio.run(measure(runtime, queries, args.k))
 
 
 def _missing_pages(url: str) -> str:

@@ -33,8 +33,7 @@ import psycopg
 from pgvector.psycopg import register_vector_async
 
 from bench.corpus import Geometry, cells
-from bench.corpus_load import loaded, manifest
-from bench.database import open_database
+from bench.corpus_load import loaded_corpus
 from bench.measure import Runner, percentiles
 from gateway.db.access import bind_principal
 from gateway.db.engine import create_engine
@@ -130,14 +129,8 @@ async def measure(superuser: str, runtime: str, args: argparse.Namespace) -> Non
 
 def main() -> None:
     args = arguments()
-    db = open_database(Path(f".bench/corpus-{args.chunks}"), None)
-    try:
-        assert db.urls.superuser is not None
-        if not loaded(db.urls.superuser, manifest(args.chunks, args.seed)):
-            raise SystemExit(f"no {args.chunks:,}-chunk corpus: run python -m bench.filtered_recall first")
-        asyncio.run(measure(db.urls.superuser, db.urls.runtime, args))
-    finally:
-        db.close()
+    with loaded_corpus(Path(f".bench/corpus-{args.chunks}"), args.chunks, args.seed) as (superuser, runtime):
+        asyncio.run(measure(superuser, runtime, args))
 
 
 if __name__ == "__main__":
