@@ -10,6 +10,8 @@ exact plan's work, and the round trip of each is timed from the client:
 - the sum of their distances to the query: every permitted vector read and scored;
 - their `depth` nearest (ORDER BY distance LIMIT depth; every posting sorted where the
   plan sorts them all): the exact plan's first step, and all of its scoring;
+- the planner's search run by the superuser: the same statement with the same
+  principal bound, its access predicate included, but row-level security bypassed;
 - the planner's search as production runs it (`bench.measure.Runner`, mode `planner`):
   runtime role with row-level security, the access predicate, the nearest postings
   looked up in `chunks`, the documents and policies joined, the rows examined counted.
@@ -91,10 +93,19 @@ def statement_steps(raw: psycopg.AsyncConnection[object], keys: list[str],
     }
 
 
+def planner_step(runner: Runner, principal: Principal, k: int) -> Step:
+    """The planner's retrieval through `runner`, timed as the benchmark times it (`Runner`)."""
+    async def step(vector: np.ndarray) -> float:
+        await runner.query("planner", principal, vector.tolist(), k)
+        return runner.clock.total
+    return step
+
+
 async def measure(superuser: str, runtime: str, args: argparse.Namespace) -> None:
     queries = Geometry(args.seed).queries(args.queries, args.seed + 1000).astype(np.float32)
-    engine = create_engine(runtime, DatabaseSettings(statement_timeout_ms=600_000))
-    runner = Runner(engine, load_settings().retrieval, ClassificationLevels())
+    settings = DatabaseSettings(statement_timeout_ms=600_000)
+    runner = Runner(create_engine(runtime, settings), load_settings().retrieval, ClassificationLevels())
+    unpoliced = Runner(create_engine(superuser, settings), load_settings().retrieval, ClassificationLevels())
     raw = await psycopg.AsyncConnection.connect(superuser, autocommit=True, prepare_threshold=0)
     await register_vector_async(raw)
     principals = {c.name: c.principal for c in cells()}
@@ -104,11 +115,9 @@ async def measure(superuser: str, runtime: str, args: argparse.Namespace) -> Non
             keys = posting_keys(principal)
             depth = await exact_depth(runner, principal, args.k)
 
-            async def planner(vector: np.ndarray, principal: Principal = principal) -> float:
-                await runner.query("planner", principal, vector.tolist(), args.k)
-                return runner.clock.total
-
-            steps = {**statement_steps(raw, keys, depth), "the planner's search (production)": planner}
+            steps = {**statement_steps(raw, keys, depth),
+                     "the planner's search, as the superuser": planner_step(unpoliced, principal, args.k),
+                     "the planner's search (production)": planner_step(runner, principal, args.k)}
             seconds: dict[str, list[float]] = {label: [] for label in steps}
             for vector in queries[:5]:  # untimed: bring the cell's postings and chunks in
                 for run in steps.values():
@@ -121,10 +130,11 @@ async def measure(superuser: str, runtime: str, args: argparse.Namespace) -> Non
             print(f"{name} ({postings:,} postings, {args.queries} queries, interleaved)", flush=True)
             for label, values in seconds.items():
                 p50, p95, _ = percentiles(values)
-                print(f"  {label:38s} p50 {p50:5.2f}  p95 {p95:5.2f} ms", flush=True)
+                print(f"  {label:40s} p50 {p50:5.2f}  p95 {p95:5.2f} ms", flush=True)
     finally:
         await raw.close()
-        await engine.dispose()
+        await runner.engine.dispose()
+        await unpoliced.engine.dispose()
 
 
 def main() -> None:
