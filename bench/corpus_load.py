@@ -10,6 +10,7 @@ which is how a bulk load is done in practice.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import time
@@ -75,6 +76,17 @@ def loaded(superuser_url: str, wanted: dict[str, int | str]) -> bool:
         row = conn.execute("SELECT body FROM bench_manifest").fetchone()
         conn.commit()
     return row is not None and row[0] == wanted
+
+
+def benchmark_arguments(description: str | None, *, chunks: int, queries: int) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark shares: corpus size, queries, k, seed."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=chunks)
+    parser.add_argument("--queries", type=int, default=queries)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=7)
+    return parser
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.corpus import Geometry, cells
-from bench.corpus_load import loaded_corpus
+from bench.corpus_load import benchmark_arguments, loaded_corpus
 from bench.measure import BASELINES, Runner, percentiles, recall
 from bench.truth import nearest, permitted_ids, read_vectors
 from gateway.db.engine import create_engine
@@ -29,12 +29,7 @@ from policies.model import ClassificationLevels
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chunks", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=7)
+    parser = benchmark_arguments(__doc__, chunks=1_000_000, queries=200)
     parser.add_argument("--cell", action="append", required=True, help="NAME:EF[,EF...]")
     return parser.parse_args()
 

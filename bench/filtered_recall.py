@@ -25,7 +25,7 @@ import numpy as np
 
 from bench import calibrate, plan_cache, sidechannel
 from bench.corpus import Cell, Geometry, cells
-from bench.corpus_load import load, loaded, manifest
+from bench.corpus_load import benchmark_arguments, load, loaded, manifest
 from bench.database import BenchDatabase, open_database, server_memory
 from bench.measure import MODES, Runner, complete_share, percentiles, recall
 from bench.report import Row, markdown_table, plan_mix, text_table, write_block
@@ -39,12 +39,7 @@ BIG_EXACT = 50_000  # above this many permitted rows the exact mode runs --exact
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chunks", type=int, default=100_000)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=7)
+    parser = benchmark_arguments(__doc__, chunks=100_000, queries=200)
     parser.add_argument("--exact-queries", type=int, default=20,
                         help="queries for the exact mode where more than 50k rows are permitted")
     parser.add_argument("--data-dir", type=Path, default=None,

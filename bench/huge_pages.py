@@ -23,7 +23,7 @@ import numpy as np
 import psycopg
 
 from bench.corpus import Geometry, cells
-from bench.corpus_load import loaded_corpus
+from bench.corpus_load import benchmark_arguments, loaded_corpus
 from bench.database import open_database, server_memory
 from bench.measure import Runner, percentiles
 from bench.report import write_block
@@ -37,12 +37,7 @@ ROUNDS = ("off", "on", "off", "on")
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chunks", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=100)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=7)
+    parser = benchmark_arguments(__doc__, chunks=1_000_000, queries=100)
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="embedded server directory (default .bench/corpus-<chunks>)")
     parser.add_argument("--out", type=Path, default=None, help="write the table into this Markdown file")

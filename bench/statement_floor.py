@@ -35,7 +35,7 @@ import psycopg
 from pgvector.psycopg import register_vector_async
 
 from bench.corpus import Geometry, cells
-from bench.corpus_load import loaded_corpus
+from bench.corpus_load import benchmark_arguments, loaded_corpus
 from bench.measure import Runner, percentiles
 from gateway.db.access import bind_principal
 from gateway.db.engine import create_engine
@@ -53,12 +53,7 @@ Step = Callable[[np.ndarray], Awaitable[float]]
 
 
 def arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chunks", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=7)
+    parser = benchmark_arguments(__doc__, chunks=1_000_000, queries=200)
     parser.add_argument("--cell", action="append", default=None,
                         help="a cell of bench/corpus.py searched exactly (default: 0.1%% and 0.01%%)")
     return parser.parse_args()
